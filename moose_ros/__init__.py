@@ -1,0 +1,11 @@
+"""moose_ros: MOoSe multi-head out-of-distribution segmentation for ROS 2.
+
+Layers (imports only point downwards): tools -> ros -> backends -> export -> core
+(model, scoring, metrics, data, visualize). Importing this package imports neither torch nor rclpy.
+"""
+
+from __future__ import annotations
+
+__all__ = ["__version__"]
+
+__version__ = "0.1.0"

@@ -1,0 +1,116 @@
+"""The contract between the fused ONNX graph, the inference backends and their users (node, tools).
+
+A backend is built from one ``.onnx`` file that carries everything it needs: the graph (input ``image``
+uint8 [N, H, W, 3] RGB; outputs ``labels`` uint8 [N, H', W'] and ``anomaly`` float32 [N, H', W'], plus
+``anomaly_<score>`` for every further exported score) and a :class:`ModelMeta` stored as JSON in the ONNX
+metadata under :data:`META_KEY`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from moose_ros.errors import BackendError
+
+__all__ = ["META_KEY", "Backend", "ModelMeta", "Result"]
+
+#: Key of the JSON-encoded :class:`ModelMeta` in the ONNX model's ``metadata_props``.
+META_KEY = "moose_meta"
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """What a backend (and the node) needs to know about an exported model.
+
+    Attributes:
+        architecture: builder name, e.g. ``"deeplabv3_mobilenet_v3_large"``.
+        classes: class names, index = train id.
+        colors: RGB uint8 triplets, one per class (the segmentation palette).
+        ignore_index: label value that marks void pixels in training data (e.g. 255).
+        mean, std: per-channel RGB normalisation applied to images scaled to [0, 1].
+        scores: exported anomaly scores; ``scores[0]`` is the ``anomaly`` output, the rest are
+            ``anomaly_<name>`` outputs. Higher = more anomalous.
+        score_resolution: ``"feature"`` (softmax scores computed at feature resolution, then upsampled) or
+            ``"full"`` (computed on upsampled logits). Max-logit is exact either way.
+        input_size: (H, W) the graph resizes images to before the network, or None (native size).
+        output_size: (H, W) of the outputs, or None (same as the input image).
+        num_probes: K, the number of probe heads aggregated with the global head (0 = global only).
+        extra: free-form checkpoint meta (recipe, metrics, ...), JSON-serialisable.
+    """
+
+    architecture: str
+    classes: tuple[str, ...]
+    colors: tuple[tuple[int, int, int], ...]
+    ignore_index: int = 255
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    scores: tuple[str, ...] = ("max_logit",)
+    score_resolution: str = "feature"
+    input_size: tuple[int, int] | None = None
+    output_size: tuple[int, int] | None = None
+    num_probes: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """Serialise to the JSON string stored in the ONNX metadata."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "<string>") -> ModelMeta:
+        """Parse the JSON written by :meth:`to_json`; ``source`` names the file in error messages."""
+        try:
+            raw = json.loads(text)
+            raw["classes"] = tuple(raw["classes"])
+            raw["colors"] = tuple(tuple(int(v) for v in c) for c in raw["colors"])
+            raw["mean"] = tuple(float(v) for v in raw["mean"])
+            raw["std"] = tuple(float(v) for v in raw["std"])
+            raw["scores"] = tuple(raw["scores"])
+            for key in ("input_size", "output_size"):
+                if raw.get(key) is not None:
+                    raw[key] = (int(raw[key][0]), int(raw[key][1]))
+            return cls(**raw)
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            raise BackendError(f"{source}: metadata '{META_KEY}' is not a valid model description: {err}") from err
+
+    @property
+    def num_classes(self) -> int:
+        """C, the number of classes."""
+        return len(self.classes)
+
+
+@dataclass
+class Result:
+    """One batch of inference output.
+
+    Attributes:
+        labels: uint8 [N, H', W'] argmax of the global head (train ids).
+        anomaly: float32 [N, H', W'] the first exported score (higher = more anomalous).
+        extra_scores: further exported scores by name, each float32 [N, H', W'].
+        timings_ms: wall-clock milliseconds per stage, at least ``"infer"``.
+    """
+
+    labels: np.ndarray
+    anomaly: np.ndarray
+    extra_scores: dict[str, np.ndarray] = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """An inference backend over one fused graph. Implementations live beside this module."""
+
+    #: e.g. ``"onnxruntime-cpu"``, ``"onnxruntime-cuda"``, ``"tensorrt"``, ``"torch-cpu"``.
+    name: str
+    meta: ModelMeta
+
+    def infer(self, images: np.ndarray) -> Result:
+        """Run the fused graph on uint8 [N, H, W, 3] RGB images (C-contiguous)."""
+        ...
+
+    def close(self) -> None:
+        """Release sessions, engines and device buffers."""
+        ...

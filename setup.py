@@ -1,0 +1,65 @@
+"""Packaging for moose_ros (ament_python for colcon, plain setuptools for pip/venv installs)."""
+
+from __future__ import annotations
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "moose_ros"
+
+ROS_WHEELS = [
+    "ros-kilted-rclpy",
+    "ros-kilted-rmw-fastrtps-cpp",
+    "ros-kilted-sensor-msgs",
+    "ros-kilted-std-msgs",
+    "ros-kilted-diagnostic-msgs",
+    "ros-kilted-rcl-interfaces",
+    "ros-kilted-builtin-interfaces",
+    "ros-kilted-ament-index-python",
+]
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="MOoSe multi-head out-of-distribution segmentation for ROS 2",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(exclude=["test", "test.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", sorted(glob("config/*"))),
+        (f"share/{PACKAGE}/models", sorted(glob("models/*"))),
+    ],
+    install_requires=[
+        "numpy>=1.24",
+        "pyyaml>=6",
+        "pillow>=10",
+        "onnx>=1.16",
+        "rosbags>=0.10",
+        "tqdm>=4.60",
+        "matplotlib>=3.7",
+    ],
+    extras_require={
+        # ONNX Runtime for CPU (the embedded default). Never together with the `gpu` extra.
+        "cpu": ["onnxruntime>=1.18"],
+        # TensorRT + CUDA ONNX Runtime; onnxruntime-gpu must not sit beside onnxruntime.
+        "gpu": ["tensorrt>=10", "onnxruntime-gpu>=1.18"],
+        # venv installs without a ROS distribution.
+        "ros": ROS_WHEELS,
+        "train": ["torch==2.14.1", "torchvision==0.29.1"],
+        "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "scikit-learn>=1.4", "build>=1.0"],
+    },
+    tests_require=["pytest"],
+    zip_safe=True,
+    entry_points={
+        "console_scripts": [
+            "moose = moose_ros.cli:main",
+            "moose_node = moose_ros.ros.node:main",
+        ],
+    },
+)

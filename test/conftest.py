@@ -1,0 +1,28 @@
+"""Shared fixtures. Every ROS 2 participant a test creates, in this process or a child, uses the loopback
+FastDDS profile and a domain id of its own (moose_ros.dds is the single place that builds that environment)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from moose_ros.dds import allocate_domain_id, loopback_env
+
+REPO = Path(__file__).resolve().parents[1]
+
+# This test process itself: loopback profile before any DDS participant can exist.
+os.environ.update(loopback_env(log_dir=os.environ.get("ROS_LOG_DIR", "/tmp/moose_ros_test_logs")))
+
+
+@pytest.fixture
+def ros_domain() -> int:
+    """A fresh ROS_DOMAIN_ID for one test (use with ``rclpy.init(domain_id=...)`` and :func:`ros_env`)."""
+    return allocate_domain_id()
+
+
+@pytest.fixture
+def ros_env(ros_domain: int, tmp_path: Path) -> dict[str, str]:
+    """Environment for child ROS processes of one test: loopback profile, the test's domain, logs in tmp."""
+    return loopback_env(ros_domain, log_dir=tmp_path / "ros_logs")
