@@ -1,0 +1,57 @@
+"""``moose train``: train a MOoSe network from a YAML recipe (stages base | probes | refit).
+
+Multi-GPU / multi-node: start it with ``torchrun --nproc_per_node=N -m moose_ros.cli train ...``; rank and
+world size come from torchrun's environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+HELP = "train a MOoSe network: base segmentation, probes on the frozen network, or the global refit baseline"
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``moose train`` options to ``parser``."""
+    parser.add_argument("--config", required=True, help="YAML training recipe, e.g. configs/synthstreet_base.yaml")
+    parser.add_argument("--stage", default="base", choices=("base", "probes", "refit"),
+                        help="base: full network; probes: MOoSe probes on the frozen network; refit: fair "
+                             "Global-refit baseline (default: base)")
+    parser.add_argument("--data", default=None, help="dataset root (overrides data.root)")
+    parser.add_argument("--out", default="runs/train", help="output directory (default: runs/train)")
+    parser.add_argument("--init", default=None, help="checkpoint to start from (probes/refit default: OUT/base.pt)")
+    parser.add_argument("--resume", default=None, help="continue from OUT/<stage>_last.pt of an interrupted run")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a recipe value, e.g. --set probes.lr=0.02 --set seed=1 (repeatable)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train one stage; print the result's path and val metrics. Returns the exit status."""
+    import torch
+
+    from moose_ros.train import load_config, train_stage
+    from moose_ros.train.distributed import cleanup
+
+    overrides = list(args.overrides)
+    if args.data is not None:
+        overrides.append(f"data.root={args.data}")
+    cfg = load_config(args.config, overrides)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        result = train_stage(cfg, args.stage, args.out, init=args.init, resume=args.resume, device=args.device,
+                             progress=not args.no_progress)
+    finally:
+        cleanup()
+    if result.checkpoint is not None:
+        best = {k: v for k, v in (result.best or {}).items() if k.endswith("miou")}
+        print(f"{args.stage}: {result.steps} steps in {result.seconds:.0f} s -> {result.checkpoint}")
+        print(json.dumps(best))
+    return 0
