@@ -1,0 +1,269 @@
+"""``moose_node``: MOoSe anomaly segmentation for camera streams.
+
+Subscribes ``<camera>/image`` (sensor_msgs/Image) and/or ``<camera>/image/compressed``; publishes, with the
+input header, ``~/[<camera>/]segmentation`` (mono8 class ids), ``.../segmentation/color`` (rgb8), ``.../anomaly``
+(32FC1 raw score), ``.../anomaly/overlay`` (rgb8) and ``.../anomaly/mask`` (mono8 0/255), plus ``/diagnostics``.
+
+Latest frame wins: callbacks only keep the newest message per camera (overwriting an unprocessed one counts a
+drop); one worker thread decodes, runs the shared backend and publishes. Raw outputs go out first, colour images
+(computed only when subscribed) after them. Parameters: :mod:`moose_ros.ros.params`.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+
+from moose_ros.errors import ConfigError, MooseError
+from moose_ros.ros import conversions as conv
+from moose_ros.ros.diagnostics import CameraStats, build_status
+from moose_ros.ros.params import (
+    NodeConfig,
+    config_from_values,
+    declare_parameters,
+    plain_value,
+    resolve_score,
+    update_config,
+)
+from moose_ros.visualize import colormap, display_range, normalize_scores, overlay_heatmap, palette_lut
+
+__all__ = ["MooseNode", "main"]
+
+#: output key -> (topic suffix, NodeConfig switch)
+OUTPUTS = {
+    "anomaly": ("anomaly", "publish_anomaly"),
+    "segmentation": ("segmentation", "publish_segmentation"),
+    "mask": ("anomaly/mask", "publish_mask"),
+    "color": ("segmentation/color", "publish_segmentation_color"),
+    "overlay": ("anomaly/overlay", "publish_overlay"),
+}
+_LOG_EVERY_S = 10.0
+
+
+class _Camera:
+    """One input stream: its subscriptions, publishers, counters and the pending (latest) message."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.prefix = f"{name}/" if name else ""
+        self.stats = CameraStats()
+        self.publishers: dict[str, Any] = {}
+        self.subscriptions: list[Any] = []
+        self.pending: tuple[Any, bool] | None = None  # (message, compressed)
+
+
+class MooseNode(Node):
+    """The ROS 2 adapter around one :class:`~moose_ros.backends.base.Backend` shared by all cameras."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("moose_node", **kwargs)
+        try:
+            self.config: NodeConfig = config_from_values(declare_parameters(self))
+            self.backend = _open_backend(self.config)
+            self.score = resolve_score(self.config, self.backend.meta.scores)
+        except MooseError as err:
+            self.get_logger().fatal(str(err))
+            raise
+        meta = self.backend.meta
+        self._palette = palette_lut(meta.colors)
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._next = 0
+        self._log_times: dict[tuple[str, str], tuple[float, int]] = {}
+        reliability = ReliabilityPolicy.RELIABLE if self.config.input_reliability == "reliable" else (
+            ReliabilityPolicy.BEST_EFFORT
+        )
+        in_qos = QoSProfile(depth=self.config.input_depth, history=HistoryPolicy.KEEP_LAST, reliability=reliability)
+        out_qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+        self.cameras = [_Camera(name) for name in self.config.cameras]
+        for cam in self.cameras:
+            for key, (suffix, switch) in OUTPUTS.items():
+                if getattr(self.config, switch):
+                    cam.publishers[key] = self.create_publisher(Image, f"~/{cam.prefix}{suffix}", out_qos)
+            if self.config.input_transport in ("raw", "both"):
+                cam.subscriptions.append(self.create_subscription(
+                    Image, f"{cam.prefix}image", lambda m, c=cam: self._on_message(c, m, False), in_qos))
+            if self.config.input_transport in ("compressed", "both"):
+                cam.subscriptions.append(self.create_subscription(
+                    CompressedImage, f"{cam.prefix}image/compressed", lambda m, c=cam: self._on_message(c, m, True),
+                    in_qos))
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_timer = self.create_timer(self.config.diagnostics_period, self._publish_diagnostics)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        if self.config.warmup:
+            self._warmup()
+        self._worker = threading.Thread(target=self._work, name="moose_worker", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"ready: backend {self.backend.name}, model {meta.architecture} ({meta.num_classes} classes, "
+            f"{meta.num_probes} probes), score {self.score}, cameras {[c.name or '(default)' for c in self.cameras]}"
+        )
+
+    # -- callbacks (executor thread) ---------------------------------------------------------------------------
+    def _on_message(self, cam: _Camera, msg: Any, compressed: bool) -> None:
+        with self._cond:
+            replaced = cam.pending is not None
+            cam.pending = (msg, compressed)
+            self._cond.notify()
+        cam.stats.on_received(replaced)
+
+    def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
+        changes = {p.name: plain_value(p.value) for p in params if p.name in self.config.__dataclass_fields__}
+        if not changes:
+            return SetParametersResult(successful=True)
+        try:
+            new = update_config(self.config, changes)
+            score = resolve_score(new, self.backend.meta.scores)
+        except ConfigError as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        self.config, self.score = new, score
+        return SetParametersResult(successful=True)
+
+    def _publish_diagnostics(self) -> None:
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        base = self.get_fully_qualified_name()
+        for cam in self.cameras:
+            array.status.append(build_status(
+                f"{base}: {cam.name or 'image'}", cam.name or "default", cam.stats.snapshot(),
+                backend=self.backend.name, max_drop_ratio=self.config.max_drop_ratio,
+                max_latency_ms=self.config.max_latency_ms,
+            ))
+        self._diag_pub.publish(array)
+
+    # -- worker thread -----------------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping and all(c.pending is None for c in self.cameras):
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                count = len(self.cameras)
+                order = [self.cameras[(self._next + i) % count] for i in range(count)]
+                cam = next(c for c in order if c.pending is not None)
+                self._next = (self.cameras.index(cam) + 1) % count
+                msg, compressed = cam.pending  # type: ignore[misc]
+                cam.pending = None
+            try:
+                self._process(cam, msg, compressed)
+            except MooseError as err:  # bad frame or failed inference: count, log, keep serving
+                cam.stats.on_rejected(str(err))
+                self._log_rejection(cam, getattr(err, "reason", type(err).__name__), err)
+
+    def _process(self, cam: _Camera, msg: Any, compressed: bool) -> None:
+        config = self.config
+        if compressed:
+            rgb = conv.compressed_to_rgb(msg, max_pixels=config.max_pixels)
+        else:
+            rgb = conv.image_msg_to_rgb(msg, max_pixels=config.max_pixels)
+        wanted = {key: pub for key, pub in cam.publishers.items() if pub.get_subscription_count() > 0}
+        if not wanted:
+            return
+        result = self.backend.infer(np.ascontiguousarray(rgb)[None])
+        infer_ms = result.timings_ms.get("infer", float("nan"))
+        score_name = self.score
+        scores = result.anomaly[0] if score_name == self.backend.meta.scores[0] else result.extra_scores[score_name][0]
+        labels = result.labels[0]
+        height, width = config.output_size or rgb.shape[:2]
+        labels = conv.resize_nearest(labels, height, width)
+        scores = conv.resize_bilinear(scores, height, width)
+        header = msg.header
+        if "anomaly" in wanted:
+            wanted["anomaly"].publish(conv.numpy_to_image_msg(scores, header))
+        if "segmentation" in wanted:
+            wanted["segmentation"].publish(conv.numpy_to_image_msg(labels, header))
+        if "mask" in wanted:
+            mask = (scores > np.float32(config.threshold)).view(np.uint8) * np.uint8(255)
+            wanted["mask"].publish(conv.numpy_to_image_msg(mask, header))
+        if "color" in wanted:
+            wanted["color"].publish(conv.numpy_to_image_msg(np.take(self._palette, labels, axis=0), header))
+        if "overlay" in wanted:
+            image = conv.resize_bilinear(rgb, height, width)
+            value_range = display_range(score_name, self.backend.meta.extra, config.score_range)
+            heat = overlay_heatmap(
+                image, normalize_scores(scores, value_range), alpha=config.overlay_alpha, cmap=colormap(config.colormap)
+            )
+            wanted["overlay"].publish(conv.numpy_to_image_msg(heat, header))
+        stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+        latency_ms = (self.get_clock().now().nanoseconds - stamp_ns) / 1e6
+        cam.stats.on_processed(latency_ms, infer_ms)
+
+    def _log_rejection(self, cam: _Camera, reason: str, err: Exception) -> None:
+        """One warning per (camera, reason) every ``_LOG_EVERY_S`` seconds, saying how many were suppressed."""
+        key = (cam.name, reason)
+        now = time.monotonic()
+        last, suppressed = self._log_times.get(key, (-1e9, 0))
+        if now - last < _LOG_EVERY_S:
+            self._log_times[key] = (last, suppressed + 1)
+            return
+        more = f" ({suppressed} more like it since the last report)" if suppressed else ""
+        topic = f"{cam.prefix}image"
+        self.get_logger().warning(f"rejected a frame on '{topic}': {err}{more}")
+        self._log_times[key] = (now, 0)
+
+    def _warmup(self) -> None:
+        size = self.config.output_size or self.backend.meta.input_size or (256, 256)
+        try:
+            self.backend.infer(np.zeros((1, size[0], size[1], 3), dtype=np.uint8))
+        except MooseError as err:
+            self.get_logger().warning(f"warm-up inference at {size[1]}x{size[0]} failed (continuing): {err}")
+
+    def close(self) -> None:
+        """Stop the worker, release the backend and destroy the node."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._worker.is_alive():
+            self._worker.join(timeout=10.0)
+        self.backend.close()
+        self.destroy_node()
+
+
+def _open_backend(config: NodeConfig) -> Any:
+    """``make_backend`` for the configured model (the bundled one when ``model`` is empty)."""
+    from moose_ros.backends import make_backend
+    from moose_ros.resources import bundled_model_path
+
+    model = config.model
+    if model == "":
+        try:
+            model = str(bundled_model_path())
+        except ConfigError as err:
+            raise ConfigError(
+                f"parameter 'model' is empty and the bundled model is missing ({err}); pass model:=<file.onnx> "
+                "(write one with `moose export`)"
+            ) from err
+    return make_backend(config.backend, model, threads=config.threads)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of ``moose_node``; returns the exit status (2 for configuration or model errors)."""
+    try:
+        with rclpy.init(args=args):
+            node = MooseNode()
+            try:
+                rclpy.spin(node)
+            finally:
+                node.close()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        return 0
+    except MooseError as err:
+        print(f"moose_node: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Node parameters: one validation place, errors that name the parameter, run-time changes."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from moose_ros.errors import ConfigError
+from moose_ros.resources import config_path
+from moose_ros.ros import params as P
+
+
+def test_defaults_and_shipped_yaml_are_valid() -> None:
+    default = P.config_from_values({})
+    assert default.cameras == ("",) and default.output_size is None and default.score_range is None
+    shipped = yaml.safe_load(config_path("moose.yaml").read_text())["moose_node"]["ros__parameters"]
+    config = P.config_from_values(shipped)
+    assert set(shipped) <= {spec.name for spec in P.PARAMETERS}
+    assert config.input_reliability == "best_effort" and config.input_depth == 1
+    assert P.config_from_values(P.config_to_values(config)) == config
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "allowed"),
+    [
+        ("backend", "cuda", "onnxruntime"),
+        ("threads", -1, ">= 0"),
+        ("threshold", "high", "finite number"),
+        ("threshold", float("nan"), "finite number"),
+        ("overlay_alpha", 1.5, "[0.0, 1.0]"),
+        ("colormap", "rainbow", "turbo"),
+        ("score_range", [3.0, 1.0], "lo < hi"),
+        ("output_size", [480, 0], "both > 0"),
+        ("output_size", [480], "two integers"),
+        ("input_transport", "ffmpeg", "compressed"),
+        ("input_reliability", "sometimes", "best_effort"),
+        ("input_depth", 0, ">= 1"),
+        ("cameras", ["front", "front"], "distinct"),
+        ("cameras", ["bad name"], "letters"),
+        ("publish_mask", "yes", "true or false"),
+        ("max_pixels", 0, ">= 1"),
+        ("diagnostics_period", 0.0, "(0.0"),
+    ],
+)
+def test_bad_values_name_the_parameter(name: str, value: object, allowed: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        P.config_from_values({name: value})
+    assert f"'{name}'" in str(info.value) and allowed in str(info.value)
+
+
+def test_unknown_parameter_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="'treshold'"):
+        P.config_from_values({"treshold": 1.0})
+
+
+def test_integers_are_fine_for_float_parameters() -> None:
+    config = P.config_from_values({"threshold": 3, "score_range": [-12, 0], "cameras": ["a", "b/c"]})
+    assert config.threshold == 3.0 and config.score_range == (-12.0, 0.0) and config.cameras == ("a", "b/c")
+
+
+def test_update_config_only_dynamic() -> None:
+    config = P.config_from_values({})
+    new = P.update_config(config, {"threshold": -2.5, "colormap": "jet"})
+    assert (new.threshold, new.colormap, new.overlay_alpha) == (-2.5, "jet", config.overlay_alpha)
+    with pytest.raises(ConfigError, match="cannot change at run time"):
+        P.update_config(config, {"backend": "torch"})
+    with pytest.raises(ConfigError, match="'overlay_alpha'"):
+        P.update_config(config, {"overlay_alpha": -1.0})
+
+
+def test_resolve_score() -> None:
+    assert P.resolve_score(P.config_from_values({}), ("max_logit", "msp")) == "max_logit"
+    assert P.resolve_score(P.config_from_values({"score": "msp"}), ("max_logit", "msp")) == "msp"
+    with pytest.raises(ConfigError, match="max_logit, msp"):
+        P.resolve_score(P.config_from_values({"score": "entropy"}), ("max_logit", "msp"))
