@@ -16,7 +16,7 @@ import numpy as np
 
 from moose_ros.errors import BackendError
 
-__all__ = ["META_KEY", "Backend", "ModelMeta", "Result"]
+__all__ = ["META_KEY", "Backend", "ModelMeta", "Result", "validate_images"]
 
 #: Key of the JSON-encoded :class:`ModelMeta` in the ONNX model's ``metadata_props``.
 META_KEY = "moose_meta"
@@ -114,3 +114,28 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release sessions, engines and device buffers."""
         ...
+
+
+def validate_images(images: np.ndarray, *, backend: str) -> np.ndarray:
+    """Check a batch handed to :meth:`Backend.infer` and return it C-contiguous.
+
+    Args:
+        images: uint8 [N, H, W, 3] RGB, N >= 1, H, W >= 1.
+        backend: the backend's name, used in error messages.
+
+    Raises:
+        BackendError: wrong type, dtype, number of axes, channel count or an empty axis; the message says what
+            came and what was expected.
+    """
+    if not isinstance(images, np.ndarray):
+        raise BackendError(f"{backend}: images must be a numpy.ndarray uint8 [N, H, W, 3], got {type(images).__name__}")
+    if images.ndim != 4:
+        hint = " (add a batch axis: images[None])" if images.ndim == 3 else ""
+        raise BackendError(f"{backend}: images must have 4 axes [N, H, W, 3], got shape {images.shape}{hint}")
+    if images.shape[3] != 3:
+        raise BackendError(f"{backend}: images must have 3 RGB channels on the last axis, got shape {images.shape}")
+    if images.dtype != np.uint8:
+        raise BackendError(f"{backend}: images must be uint8 RGB, got dtype {images.dtype}")
+    if min(images.shape[:3]) < 1:
+        raise BackendError(f"{backend}: images has an empty axis, got shape {images.shape}")
+    return np.ascontiguousarray(images)

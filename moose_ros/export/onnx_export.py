@@ -1,0 +1,271 @@
+"""``export_onnx``: trace :class:`~moose_ros.export.fused.FusedMoose` to a self-describing ONNX file.
+
+The legacy TorchScript exporter is used on purpose (``dynamo=False``, opset 17): the dynamo exporter, asked for
+opset 17, silently writes opset 18, which older TensorRT parsers reject. The file carries a
+:class:`~moose_ros.backends.base.ModelMeta` in the ONNX metadata (key ``moose_meta``), passes
+``onnx.checker.check_model`` and the static TensorRT check of :mod:`moose_ros.export.trt_check`, and is written
+atomically (temporary file, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from moose_ros.backends.base import META_KEY, ModelMeta
+from moose_ros.errors import ConfigError, ExportError
+from moose_ros.export.fused import FusedMoose
+from moose_ros.export.trt_check import check_tensorrt_compatible
+
+__all__ = ["OPSET", "build_model_meta", "export_onnx", "make_fused"]
+
+LOG = logging.getLogger(__name__)
+
+OPSET = 17
+#: Image size (H, W) the graph is traced at when no ``input_size`` fixes the network size; H, W stay dynamic.
+TRACE_SIZE = (128, 160)
+
+
+def _default_colors(count: int) -> tuple[tuple[int, int, int], ...]:
+    """A deterministic, well-spread RGB palette for models without checkpoint colours."""
+    return tuple(((37 * i + 80) % 256, (91 * i + 40) % 256, (151 * i + 160) % 256) for i in range(count))
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def build_model_meta(fused: FusedMoose, checkpoint_meta: Any | None = None, *, extra: dict | None = None) -> ModelMeta:
+    """The :class:`ModelMeta` describing ``fused`` (class names, colours, ignore index from ``checkpoint_meta``).
+
+    Without a checkpoint meta the classes are named ``class_<i>`` and get a generated palette.
+    """
+    model = fused.model
+    if checkpoint_meta is not None:
+        classes = tuple(checkpoint_meta.classes)
+        colors = tuple(tuple(int(v) for v in c) for c in checkpoint_meta.colors)
+        architecture = str(checkpoint_meta.architecture)
+        ignore_index = int(checkpoint_meta.ignore_index)
+        info = {
+            "model_kwargs": getattr(checkpoint_meta, "model_kwargs", {}),
+            "probe_config": getattr(checkpoint_meta, "probe_config", {}),
+            "recipe": getattr(checkpoint_meta, "recipe", {}),
+            "metrics": getattr(checkpoint_meta, "metrics", {}),
+            "train_input_size": getattr(checkpoint_meta, "input_size", None),
+        }
+    else:
+        num_classes = getattr(model, "num_classes", None)
+        if num_classes is None:
+            raise ExportError(f"{type(model).__name__} has no num_classes; pass its checkpoint meta to the export")
+        classes = tuple(f"class_{i}" for i in range(int(num_classes)))
+        colors = _default_colors(len(classes))
+        architecture = str(getattr(model, "architecture", type(model).__name__))
+        ignore_index = 255
+        info = {"model_kwargs": getattr(model, "model_kwargs", {})}
+    info["heads"] = "ensemble" if type(fused).__name__ == "FusedEnsemble" else fused.heads_mode
+    info.update(extra or {})
+    return ModelMeta(
+        architecture=architecture,
+        classes=classes,
+        colors=colors,
+        ignore_index=ignore_index,
+        mean=fused.mean,
+        std=fused.std,
+        scores=fused.scores,
+        score_resolution=fused.score_resolution,
+        input_size=fused.input_size,
+        output_size=fused.output_size,
+        num_probes=fused.num_probes,
+        extra=_jsonable(info),
+    )
+
+
+def make_fused(
+    checkpoint_or_model: str | os.PathLike[str] | nn.Module,
+    *,
+    scores: Sequence[str] = ("max_logit",),
+    input_size: Sequence[int] | str | None = None,
+    output_size: Sequence[int] | None = None,
+    score_resolution: str = "feature",
+    heads: str = "moose",
+) -> tuple[FusedMoose, Any | None]:
+    """Load/wrap a model as a :class:`FusedMoose` in eval mode; returns ``(fused, checkpoint_meta or None)``.
+
+    ``checkpoint_or_model``: a checkpoint path (``load_checkpoint``), a MOoSe network, or a ready
+    :class:`FusedMoose` (returned as is; the other options are then ignored). ``input_size="checkpoint"`` takes
+    the checkpoint's training input size.
+    """
+    if isinstance(checkpoint_or_model, FusedMoose):
+        ckpt_meta = getattr(checkpoint_or_model.model, "checkpoint_meta", None)
+        return checkpoint_or_model.eval(), ckpt_meta
+    if isinstance(checkpoint_or_model, nn.Module):
+        model = checkpoint_or_model
+        ckpt_meta = getattr(model, "checkpoint_meta", None)
+    else:
+        from moose_ros.model import load_checkpoint
+
+        model, ckpt_meta = load_checkpoint(checkpoint_or_model, map_location="cpu")
+    if isinstance(input_size, str):
+        if input_size != "checkpoint":
+            raise ConfigError(f"input_size must be (H, W), None or 'checkpoint', got {input_size!r}")
+        input_size = getattr(ckpt_meta, "input_size", None)
+        if input_size is None:
+            raise ConfigError("input_size='checkpoint' but the checkpoint records no input_size")
+    mean = tuple(ckpt_meta.mean) if ckpt_meta is not None else None
+    std = tuple(ckpt_meta.std) if ckpt_meta is not None else None
+    kwargs = {"mean": mean, "std": std} if mean is not None else {}
+    fused = FusedMoose(
+        model,
+        scores=scores,
+        input_size=input_size,
+        output_size=output_size,
+        score_resolution=score_resolution,
+        heads=heads,
+        **kwargs,
+    )
+    return fused.eval(), ckpt_meta
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def export_onnx(
+    checkpoint_or_model: str | os.PathLike[str] | nn.Module,
+    out_path: str | os.PathLike[str],
+    *,
+    scores: Sequence[str] = ("max_logit",),
+    input_size: Sequence[int] | str | None = None,
+    output_size: Sequence[int] | None = None,
+    score_resolution: str = "feature",
+    dynamic_batch: bool = True,
+    heads: str = "moose",
+    check_tensorrt: bool = True,
+    extra_meta: dict | None = None,
+) -> ModelMeta:
+    """Export the fused graph of a checkpoint or model to ``out_path`` (opset 17, dynamic N/H/W).
+
+    Args:
+        checkpoint_or_model: checkpoint path, MOoSe network or :class:`FusedMoose` (see :func:`make_fused`).
+        out_path: the ``.onnx`` file to write (atomically).
+        scores, input_size, output_size, score_resolution, heads: see :class:`FusedMoose`.
+        dynamic_batch: N dynamic (else fixed to 1).
+        check_tensorrt: run the static TensorRT-compatibility check (raise on any problem).
+        extra_meta: merged into ``ModelMeta.extra``.
+
+    Returns:
+        The :class:`ModelMeta` stored in the file.
+
+    Raises:
+        ExportError: tracing failed, ``onnx.checker`` rejected the graph or a TensorRT problem was found (names the
+            node and op).
+    """
+    import onnx
+
+    out_path = Path(out_path)
+    fused, ckpt_meta = make_fused(
+        checkpoint_or_model,
+        scores=scores,
+        input_size=input_size,
+        output_size=output_size,
+        score_resolution=score_resolution,
+        heads=heads,
+    )
+    fused = fused.float().cpu().eval()
+    meta = build_model_meta(
+        fused, ckpt_meta, extra={"exporter": f"torch {torch.__version__} legacy, opset {OPSET}", **(extra_meta or {})}
+    )
+    trace_h, trace_w = fused.input_size if fused.input_size is not None else TRACE_SIZE
+    # An input size different from the network size, so the resize is traced as a real op with dynamic H, W.
+    dummy = torch.randint(0, 256, (1, trace_h + 7, trace_w + 9, 3), dtype=torch.uint8)
+    names = fused.output_names
+    dyn_in = {1: "H", 2: "W"}
+    dyn_out = {} if fused.output_size is not None else {1: "H", 2: "W"}
+    if dynamic_batch:
+        dyn_in = {0: "N", **dyn_in}
+        dyn_out = {0: "N", **dyn_out}
+    dynamic_axes = {"image": dyn_in, **{name: dyn_out for name in names}}
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                fused,
+                (dummy,),
+                buffer,
+                input_names=["image"],
+                output_names=names,
+                dynamic_axes=dynamic_axes,
+                opset_version=OPSET,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+    except Exception as err:  # the exporter raises many unrelated types
+        raise ExportError(f"{out_path}: tracing the fused graph failed: {err}") from err
+    model = onnx.load_from_string(buffer.getvalue())
+    del model.metadata_props[:]
+    entry = model.metadata_props.add()
+    entry.key, entry.value = META_KEY, meta.to_json()
+    model.producer_name = "moose_ros"
+    model.doc_string = (
+        "MOoSe fused graph: image uint8 [N,H,W,3] RGB -> labels uint8 [N,H',W'], anomaly float32 [N,H',W'] "
+        f"(score {meta.scores[0]}, higher = anomalous)"
+    )
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as err:
+        raise ExportError(f"{out_path}: onnx.checker rejected the exported graph: {err}") from err
+    _check_io(model, names, source=str(out_path))
+    if check_tensorrt:
+        check_tensorrt_compatible(model, source=str(out_path))
+    _write_atomic(out_path, model.SerializeToString())
+    LOG.info(
+        "exported %s: %s, scores %s (%s resolution), input %s, output %s, K=%d probes, %.1f MB",
+        out_path,
+        meta.architecture,
+        ",".join(meta.scores),
+        meta.score_resolution,
+        meta.input_size or "native",
+        meta.output_size or "= input",
+        meta.num_probes,
+        out_path.stat().st_size / 1e6,
+    )
+    return meta
+
+
+def _check_io(model: Any, names: list[str], *, source: str) -> None:
+    """The exported I/O must be the contract: image uint8, labels uint8, scores float32."""
+    import onnx
+
+    types = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.input, *model.graph.output]}
+    expected = {"image": onnx.TensorProto.UINT8, "labels": onnx.TensorProto.UINT8}
+    expected.update({name: onnx.TensorProto.FLOAT for name in names[1:]})
+    got_outputs = [v.name for v in model.graph.output]
+    if got_outputs != names:
+        raise ExportError(f"{source}: graph outputs {got_outputs}, expected {names}")
+    for name, elem in expected.items():
+        if types.get(name) != elem:
+            got = onnx.TensorProto.DataType.Name(types.get(name, 0))
+            raise ExportError(f"{source}: '{name}' is {got}, expected {onnx.TensorProto.DataType.Name(elem)}")
