@@ -89,7 +89,7 @@ def test_pickled_code_is_refused(tmp_path: Path) -> None:
     evil = tmp_path / "evil.pt"
     torch.save({"format": "moose_ros.checkpoint", "format_version": 1, "meta": _meta(model).to_json(),
                 "state_dict": model.state_dict(), "extra": _Trap(trap_dir)}, evil)
-    with pytest.raises(CheckpointError, match="refused"):
+    with pytest.raises(CheckpointError, match=r"refused to load.*os\.makedirs"):
         load_checkpoint(evil)
     assert not trap_dir.exists()
     whole_module = tmp_path / "module.pt"
@@ -133,5 +133,5 @@ def test_not_a_checkpoint(tmp_path: Path) -> None:
         load_checkpoint(plain)
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a zip file at all")
-    with pytest.raises(CheckpointError, match=str(garbage.name)):
+    with pytest.raises(CheckpointError, match=r"garbage.pt: not a torch checkpoint"):
         load_checkpoint(garbage)

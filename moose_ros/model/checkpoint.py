@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import zipfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -203,6 +204,13 @@ def save_checkpoint(path: str | os.PathLike[str], model: MooseSegmentationModel,
     return path
 
 
+def _unpickler_reason(err: Exception) -> str:
+    """The line of torch's weights_only error that names the blocked object (not its advice to disable it)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    named = [line for line in lines if "GLOBAL" in line or "Unsupported" in line or "unsupported" in line]
+    return (named or lines or ["unknown reason"])[0]
+
+
 def read_checkpoint(
     path: str | os.PathLike[str], map_location: Any = "cpu"
 ) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
@@ -214,12 +222,14 @@ def read_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: not a torch checkpoint (expected the zip format written by torch.save)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(
             f"{path}: refused to load: the file needs pickled code or objects beyond tensors and plain data "
-            f"(only weights_only=True loading is allowed): {err}"
+            f"(only weights_only=True loading is allowed; {_unpickler_reason(err)})"
         ) from err
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise CheckpointError(f"{path}: not a readable torch file: {err}") from err
