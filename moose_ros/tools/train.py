@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    parser.add_argument("--halt-at", type=int, default=None, metavar="STEP",
+                        help="stop after STEP steps leaving a resumable OUT/<stage>_last.pt (continue with --resume)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     try:
         result = train_stage(cfg, args.stage, args.out, init=args.init, resume=args.resume, device=args.device,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, halt_at=args.halt_at)
     finally:
         cleanup()
     if result.checkpoint is not None:

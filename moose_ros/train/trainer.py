@@ -83,6 +83,7 @@ def _build_model(cfg: TrainConfig, stage: str, init: Path | None) -> tuple[nn.Mo
     if stage != "base":
         raise ConfigError(f"stage '{stage}' needs a trained network: set {stage}.init or pass --init")
     kwargs = dict(cfg.model.kwargs)
+    torch.manual_seed(cfg.seed)
     model = build_model(cfg.model.architecture, **kwargs)
     num_classes = model.num_classes
     if num_classes != len(CITYSCAPES_CLASSES):
@@ -128,10 +129,16 @@ def _seed_step(seed: int, rank: int, step: int) -> None:
 
 
 def _open_split(cfg: TrainConfig, split: str | None) -> Any:
-    from moose_ros.data import open_dataset
-
     if split is None:
         return None
+    try:
+        from moose_ros.data import open_dataset
+    except ImportError:  # data package without its index yet: Cityscapes layout only
+        from moose_ros.data.cityscapes import CityscapesDataset
+
+        if cfg.data.kind != "cityscapes":
+            raise
+        return CityscapesDataset(cfg.data.root, split)
     return open_dataset(cfg.data.kind, cfg.data.root, split)
 
 
@@ -152,6 +159,7 @@ def train_stage(
     resume: str | Path | None = None,
     device: str | None = None,
     progress: bool = True,
+    halt_at: int | None = None,
 ) -> StageResult:
     """Run one training stage (see the module docstring); works single-process or under torchrun.
 
@@ -163,6 +171,8 @@ def train_stage(
         resume: a ``<stage>_last.pt`` written by an earlier run of the same stage; continues at its step.
         device: "cpu", "cuda" or None (CUDA when available).
         progress: show a tqdm bar on rank 0.
+        halt_at: stop this process after step ``halt_at`` with a resumable ``<stage>_last.pt`` (time-sliced or
+            pre-emptible jobs); the schedule still runs to ``steps`` when resumed.
     """
     from tqdm import tqdm
 
@@ -332,8 +342,10 @@ def train_stage(
                 stop = scfg.patience is not None and bad_vals >= scfg.patience and step < scfg.steps
             D.barrier()
             stop = D.broadcast_flag(stop, dev)
-        elif scfg.save_every > 0 and step % scfg.save_every == 0:
+        elif (scfg.save_every > 0 and step % scfg.save_every == 0) or step == halt_at:
             checkpoint("last", None)
+        if halt_at is not None and step >= halt_at:
+            break
         if stop:
             if dist_info.is_main:
                 bar.write(f"[{stage}] val {select} saturated (patience {scfg.patience}); stopping at step {step}")

@@ -1,0 +1,112 @@
+"""Trainer stages on tiny generated street scenes: what each stage trains and what it must leave untouched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from test_train_common import TINY_MODEL, make_synth, random_base, snapshot, write_recipe
+
+from moose_ros.model import build_model, load_checkpoint
+from moose_ros.train import load_config, train_stage
+from moose_ros.train.data import AugmentConfig, SegTrainSet
+from moose_ros.train.stages import refit_head, seg_loss_sum
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_synth(tmp_path_factory.mktemp("synth"))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _mean_loss(model: torch.nn.Module, data_root: Path, head: str) -> float:
+    """Mean pixel cross-entropy of the global head ("out") or of the summed probes on the un-augmented train set."""
+    from moose_ros.data.cityscapes import CityscapesDataset
+
+    ds = SegTrainSet(CityscapesDataset(data_root, "train"), AugmentConfig(),
+                     mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), seed=0)
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(len(ds)):
+            x, y = ds[(0, i)]
+            out = model(x[None])
+            heads = out["probes"] if head == "probes" else [out["out"]]
+            total += sum(float(seg_loss_sum(h, y[None])) for h in heads)
+            count += int((y != 255).sum())
+    return total / count
+
+
+def _split(state: dict[str, torch.Tensor], prefixes: tuple[str, ...]) -> tuple[set[str], set[str]]:
+    inside = {k for k in state if k.startswith(prefixes)}
+    return inside, set(state) - inside
+
+
+def test_probes_stage_lowers_probe_loss_and_keeps_trunk_bit_identical(tmp_path: Path, data_root: Path) -> None:
+    out = tmp_path / "run"
+    base = random_base(out / "base.pt")
+    cfg = load_config(write_recipe(tmp_path / "r.yaml", data_root, probes={"steps": 8, "lr": 0.1}))
+    before_model, _ = load_checkpoint(base)
+    before = snapshot(before_model)
+    loss_before = _mean_loss(before_model, data_root, "probes")
+
+    result = train_stage(cfg, "probes", out, progress=False)
+
+    after_model, meta = load_checkpoint(result.checkpoint)
+    after = snapshot(after_model)
+    probe_keys, trunk_keys = _split(after, ("probes.",))
+    assert trunk_keys and probe_keys
+    changed_trunk = [k for k in trunk_keys if not torch.equal(before[k], after[k])]
+    assert changed_trunk == [], f"trunk parameters/buffers moved: {changed_trunk[:5]}"
+    assert any(not torch.equal(before[k], after[k]) for k in probe_keys if k.endswith("weight"))
+    loss_after = _mean_loss(after_model, data_root, "probes")
+    assert loss_after < 0.8 * loss_before, (loss_before, loss_after)
+    assert result.steps == 8
+    val = meta.metrics["probes"]
+    assert len(val["probe_miou"]) == after_model.num_probes == 4
+    assert 0.0 <= val["moose_miou"] <= 1.0
+    assert meta.recipe["stages"]["probes"]["steps"] == 8
+
+
+def test_refit_retrains_only_the_global_head(tmp_path: Path, data_root: Path) -> None:
+    out = tmp_path / "run"
+    base = random_base(out / "base.pt")
+    cfg = load_config(write_recipe(tmp_path / "r.yaml", data_root, refit={"steps": 8, "lr": 0.1}))
+    before_model, _ = load_checkpoint(base)
+    before = snapshot(before_model)
+    head_names = {f"classifier.{int(name.split('.')[0]) + 1}.{name.split('.', 1)[1]}"
+                  for name in refit_head(before_model).state_dict()}
+    loss_before = _mean_loss(before_model, data_root, "out")
+
+    result = train_stage(cfg, "refit", out, progress=False)
+
+    after_model, _ = load_checkpoint(result.checkpoint)
+    after = snapshot(after_model)
+    assert head_names <= set(after)
+    frozen = set(after) - head_names
+    moved = [k for k in frozen if not torch.equal(before[k], after[k])]
+    assert moved == [], f"refit moved frozen tensors: {moved[:5]}"
+    assert all(not torch.equal(before[k], after[k]) for k in head_names if k.endswith("weight"))
+    assert _mean_loss(after_model, data_root, "out") < loss_before
+
+
+def test_base_stage_trains_the_trunk_and_never_touches_probes(tmp_path: Path, data_root: Path) -> None:
+    cfg = load_config(write_recipe(tmp_path / "r.yaml", data_root,
+                                   base={"steps": 4, "crop": [48, 96], "scale": [0.75, 1.25], "flip": True}))
+    result = train_stage(cfg, "base", tmp_path / "run", progress=False)
+    model, meta = load_checkpoint(result.checkpoint)
+    fresh = snapshot(model)
+    assert meta.input_size == (48, 96)
+    assert "global_miou" in meta.metrics["base"]
+    # the probes of a base run are exactly the builder's initial ones: no gradient, no BN statistic update
+    torch.manual_seed(0)  # the recipe's seed: the trainer builds the network right after seeding
+    init = snapshot(build_model(TINY_MODEL["architecture"], **TINY_MODEL["kwargs"]))
+    probe_keys, trunk_keys = _split(fresh, ("probes.",))
+    bn_stats = [k for k in probe_keys if k.endswith(("running_mean", "running_var"))]
+    assert bn_stats and all(torch.equal(fresh[k], init[k]) for k in bn_stats)
+    assert any(not torch.equal(fresh[k], init[k]) for k in trunk_keys if k.endswith("running_mean"))
