@@ -50,10 +50,10 @@ def test_last_row_without_trailing_padding_is_accepted() -> None:
     ("kwargs", "reason", "needle"),
     [
         ({"encoding": "yuv422"}, "encoding", "yuv422"),
-        ({"width": 0}, "size", "empty"),
-        ({"step": 10}, "data", "step"),
-        ({"data": bytes(30)}, "data", "30 bytes"),
-        ({"height": 5000, "width": 5000, "step": 15000}, "size", "max_pixels"),
+        ({"width": 0}, "empty", "empty"),
+        ({"step": 10}, "step", "step"),
+        ({"data": bytes(30)}, "short_data", "30 bytes"),
+        ({"height": 5000, "width": 5000, "step": 15000}, "too_large", "max_pixels"),
     ],
 )
 def test_malformed_raw_images_raise_message_error(kwargs: dict, reason: str, needle: str) -> None:

@@ -137,3 +137,102 @@ def spin_until(node: Any, predicate: Any, timeout_s: float) -> bool:
             return bool(predicate())
         rclpy.spin_once(node, timeout_sec=0.02)
     return True
+
+
+def load_backend(model_path: Path, threads: int = 1) -> Any:
+    """The backend the node uses, for reference outputs in the test process."""
+    from moose_ros.backends import make_backend
+
+    return make_backend("onnxruntime", str(model_path), threads=threads)
+
+
+OUTPUT_SUFFIXES = ("segmentation", "segmentation/color", "anomaly", "anomaly/overlay", "anomaly/mask")
+
+
+class Harness:
+    """The test's own rclpy participant: publishes inputs, collects the node's outputs and diagnostics.
+
+    ``outputs[(topic, stamp_ns)]`` = (message, receive time); ``diagnostics`` = list of DiagnosticArray.
+    """
+
+    def __init__(self, domain_id: int, node_name: str = "moose_tester") -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node(node_name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.outputs: dict[tuple[str, int], tuple[Any, float]] = {}
+        self.diagnostics: list[Any] = []
+        self._pubs: dict[str, Any] = {}
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
+
+    def subscribe_outputs(self, prefix: str = "/moose_node/", suffixes: tuple[str, ...] = OUTPUT_SUFFIXES) -> None:
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+
+        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        for suffix in suffixes:
+            topic = prefix + suffix
+            self.node.create_subscription(Image, topic, lambda m, t=topic: self._store(t, m), qos)
+
+    def _store(self, topic: str, msg: Any) -> None:
+        self.outputs[(topic, msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)] = (
+            msg, time.monotonic())
+
+    def publish(self, topic: str, msg: Any) -> None:
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        if topic not in self._pubs:
+            qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+            self._pubs[topic] = self.node.create_publisher(type(msg), topic, qos)
+            self.spin_for(0.3)
+        self._pubs[topic].publish(msg)
+
+    def spin_for(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=0.01)
+
+    def spin_until(self, predicate: Any, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            if time.monotonic() > deadline:
+                return bool(predicate())
+            self.executor.spin_once(timeout_sec=0.01)
+        return True
+
+    def wait_outputs(self, stamp_ns: int, prefix: str = "/moose_node/", suffixes: tuple[str, ...] = OUTPUT_SUFFIXES,
+                     timeout_s: float = 15.0) -> dict[str, Any]:
+        """suffix -> output message with this stamp (raises AssertionError on timeout)."""
+        keys = [(prefix + s, stamp_ns) for s in suffixes]
+        ok = self.spin_until(lambda: all(k in self.outputs for k in keys), timeout_s)
+        missing = [k[0] for k in keys if k not in self.outputs]
+        if not ok:
+            raise AssertionError(f"outputs missing for stamp {stamp_ns}: {missing}")
+        return {s: self.outputs[(prefix + s, stamp_ns)][0] for s in suffixes}
+
+    def latest_diagnostics(self, name_part: str = "") -> dict[str, str]:
+        """Key/values of the newest diagnostics status whose name contains ``name_part``."""
+        for array in reversed(self.diagnostics):
+            for status in array.status:
+                if name_part in status.name:
+                    return {kv.key: kv.value for kv in status.values} | {"_level": status.level,
+                                                                         "_message": status.message}
+        return {}
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+def image_array(msg: Any) -> np.ndarray:
+    """An output sensor_msgs/Image (mono8, rgb8, 32FC1, no padding) as numpy."""
+    dtype = np.float32 if msg.encoding == "32FC1" else np.uint8
+    channels = 3 if msg.encoding == "rgb8" else 1
+    array = np.frombuffer(msg.data, dtype).reshape(msg.height, msg.width, channels)
+    return array[:, :, 0] if channels == 1 else array

@@ -3,8 +3,8 @@
 Decoders take the message fields (``data``, ``height``, ``width``, ``step``, ``encoding``) or a message and return
 uint8 [H, W, 3] RGB; they honour ``step`` row padding and avoid copies where the layout allows (rgb8 without
 padding is a zero-copy view of ``msg.data``). Every malformed input raises :class:`MessageError` with a short
-machine-readable ``reason`` attribute (``"encoding"``, ``"size"``, ``"data"``, ``"format"``) for per-reason log
-throttling and counting.
+machine-readable ``reason`` attribute (``"encoding"``, ``"empty"``, ``"too_large"``, ``"step"``, ``"short_data"``,
+``"format"``, ``"corrupt"``) for per-reason log throttling.
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ def _error(reason: str, text: str) -> MessageError:
 
 def _check_size(height: int, width: int, max_pixels: int | None, what: str) -> None:
     if height <= 0 or width <= 0:
-        raise _error("size", f"{what}: empty image {width}x{height} (width x height must both be > 0)")
+        raise _error("empty", f"{what}: empty image {width}x{height} (width x height must both be > 0)")
     if max_pixels is not None and height * width > max_pixels:
-        raise _error("size", f"{what}: {width}x{height} = {height * width} pixels exceeds max_pixels={max_pixels}")
+        raise _error("too_large", f"{what}: {width}x{height} = {height * width} pixels exceeds max_pixels={max_pixels}")
 
 
 def decode_image(
@@ -85,12 +85,12 @@ def decode_image(
     _check_size(height, width, max_pixels, encoding)
     row_bytes = width * channels
     if step < row_bytes:
-        raise _error("data", f"step {step} is smaller than width*channels = {width}*{channels} = {row_bytes}")
+        raise _error("step", f"step {step} is smaller than width*channels = {width}*{channels} = {row_bytes}")
     buf = np.frombuffer(data, dtype=np.uint8)
     needed = step * (height - 1) + row_bytes
     if buf.size < needed:
         raise _error(
-            "data", f"{encoding} {width}x{height} step {step}: data has {buf.size} bytes, needs {step * height}"
+            "short_data", f"{encoding} {width}x{height} step {step}: data has {buf.size} bytes, needs {step * height}"
         )
     pixels = np.lib.stride_tricks.as_strided(
         buf, shape=(height, width, channels), strides=(step, channels, 1), writeable=False
@@ -123,7 +123,7 @@ def compressed_to_rgb(msg_or_data: Any, *, max_pixels: int | None = None) -> np.
     data = getattr(msg_or_data, "data", msg_or_data)
     payload = memoryview(data).cast("B") if not isinstance(data, bytes | bytearray) else data
     if len(payload) == 0:
-        raise _error("data", "compressed image has no data")
+        raise _error("empty", "compressed image has no data")
     try:
         with Image.open(io.BytesIO(payload)) as img:
             if img.format not in ("JPEG", "PNG"):
@@ -135,7 +135,7 @@ def compressed_to_rgb(msg_or_data: Any, *, max_pixels: int | None = None) -> np.
     except MessageError:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise _error("format", f"cannot decode compressed image ({len(payload)} bytes): {err}") from err
+        raise _error("corrupt", f"cannot decode compressed image ({len(payload)} bytes): {err}") from err
     return np.asarray(rgb, dtype=np.uint8)
 
 

@@ -96,16 +96,24 @@ def wait_for_topic(
     timeout_s: float = 60.0,
     log_path: str | os.PathLike[str] | None = None,
     settle_s: float = 1.0,
+    executor: Any = None,
 ) -> None:
     """Spin ``node`` (an rclpy node of the caller) until ``topic`` has a publisher, then ``settle_s`` more.
 
     The node advertises its outputs only after the model is loaded, so ``/moose_node/anomaly`` appearing means
     "ready". ``settle_s`` leaves discovery time for the caller's subscriptions (first frames can be lost otherwise).
+    ``executor``: spin that executor instead of the global one (for nodes in a non-default context).
 
     Raises:
         MooseError: ``proc`` exited, or ``timeout_s`` passed; with the tail of ``log_path``.
     """
     import rclpy
+
+    def spin() -> None:
+        if executor is not None:
+            executor.spin_once(timeout_sec=0.05)
+        else:
+            rclpy.spin_once(node, timeout_sec=0.05)
 
     deadline = time.monotonic() + timeout_s
     while node.count_publishers(topic) == 0:
@@ -115,10 +123,10 @@ def wait_for_topic(
         if time.monotonic() > deadline:
             tail = log_tail(log_path) if log_path is not None else ""
             raise MooseError(f"no publisher on {topic} after {timeout_s:.0f} s:\n{tail}")
-        rclpy.spin_once(node, timeout_sec=0.05)
+        spin()
     end = time.monotonic() + settle_s
     while time.monotonic() < end:
-        rclpy.spin_once(node, timeout_sec=0.05)
+        spin()
 
 
 def stop(proc: subprocess.Popen[bytes], *, timeout_s: float = 10.0) -> int:

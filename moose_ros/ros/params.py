@@ -125,10 +125,11 @@ def _int(name: str, value: Any, minimum: int) -> int:
 
 
 def _float(name: str, value: Any, low: float = -math.inf, high: float = math.inf, *, open_low: bool = False) -> float:
+    bounds = "" if math.isinf(low) and math.isinf(high) else f" in {'(' if open_low else '['}{low}, {high}]"
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise _fail(name, value, f"a finite number in {'(' if open_low else '['}{low}, {high}]")
+        raise _fail(name, value, f"a finite number{bounds}")
     if value < low or value > high or (open_low and value == low):
-        raise _fail(name, value, f"a number in {'(' if open_low else '['}{low}, {high}]")
+        raise _fail(name, value, f"a number{bounds}")
     return float(value)
 
 
