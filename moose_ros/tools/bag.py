@@ -92,7 +92,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--startup-timeout", type=float, default=60.0, help="seconds to wait for the node to come up")
     p.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: a fresh one)")
-    p.add_argument("--label", default=None, help="method name in the report (default: from the model)")
+    p.add_argument("--method", default=None, help="method name in the report (default: the model file stem)")
+    p.add_argument("--score", default=None, help="exported score the node publishes (default: the model's first)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -150,10 +151,12 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         threads=args.threads,
         image_topic=args.image_topic,
         gt_topic=args.gt_topic,
+        node_params={} if args.score is None else {"score": args.score},
         progress=not args.no_progress,
     )
-    result = evaluate_bag(args.bag, model, args.out, options, label=args.label)
+    result, paths = evaluate_bag(args.bag, model, args.out, options, method=args.method)
     print(format_summary(result))
+    print(f"report: {paths['markdown']} (JSON {paths['json']})")
     return 0
 
 
