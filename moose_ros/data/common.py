@@ -1,0 +1,185 @@
+"""Sample records, image/label file reading and the base class every dataset reader shares (numpy + Pillow).
+
+Every reader is a :class:`collections.abc.Sequence` over a sorted, deterministic list of file pairs that is
+checked when the reader is built: a wrong root or a missing file raises :class:`~moose_ros.errors.DatasetError`
+naming the path and the layout that was expected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import NamedTuple, overload
+
+import numpy as np
+from PIL import Image
+
+from moose_ros.errors import DatasetError
+
+__all__ = [
+    "IGNORE_INDEX",
+    "OOD_ANOMALY",
+    "OOD_INLIER",
+    "OOD_VOID",
+    "OodSample",
+    "PairDataset",
+    "SegSample",
+    "read_label",
+    "read_rgb",
+    "require_dir",
+]
+
+#: train id of pixels excluded from segmentation training and metrics
+IGNORE_INDEX = 255
+#: values of an :class:`OodSample` ``ood`` mask
+OOD_INLIER = 0
+OOD_ANOMALY = 1
+OOD_VOID = 255
+
+
+class SegSample(NamedTuple):
+    """One segmentation sample.
+
+    ``image``: uint8 [H, W, 3] RGB; ``label``: uint8 [H, W] train ids, 255 = ignore; ``name``: a stable id
+    (the image path relative to the dataset root, without suffix).
+    """
+
+    image: np.ndarray
+    label: np.ndarray
+    name: str
+
+
+class OodSample(NamedTuple):
+    """One anomaly-segmentation sample.
+
+    ``image``: uint8 [H, W, 3] RGB; ``ood``: uint8 [H, W] with 0 = in-distribution, 1 = anomaly, 255 = void
+    (excluded from metrics); ``name``: a stable id (image path relative to the root, without suffix).
+    """
+
+    image: np.ndarray
+    ood: np.ndarray
+    name: str
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Read an image file as uint8 [H, W, 3] RGB (grey, palette, RGBA and 16-bit inputs are converted)."""
+    try:
+        with Image.open(path) as img:
+            if img.mode in ("I;16", "I;16B", "I"):
+                arr = np.asarray(img, dtype=np.uint32) >> 8
+                return np.repeat(arr.astype(np.uint8)[..., None], 3, axis=2)
+            return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+    except FileNotFoundError as err:
+        raise DatasetError(f"image file missing: {path}") from err
+    except OSError as err:
+        raise DatasetError(f"cannot read image {path}: {err}") from err
+
+
+def read_label(path: Path) -> np.ndarray:
+    """Read a single-channel label PNG as uint8 [H, W] raw values (palette indices kept as indices)."""
+    try:
+        with Image.open(path) as img:
+            if img.mode in ("L", "P"):
+                arr = np.asarray(img, dtype=np.uint8)
+            elif img.mode in ("I;16", "I;16B", "I"):
+                wide = np.asarray(img, dtype=np.int64)
+                if wide.max(initial=0) > 255:
+                    raise DatasetError(f"label file {path} holds values above 255 (max {wide.max()})")
+                arr = wide.astype(np.uint8)
+            elif img.mode in ("RGB", "RGBA"):
+                rgb = np.asarray(img, dtype=np.uint8)
+                if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
+                    raise DatasetError(f"label file {path} is colour RGB; expected single-channel ids")
+                arr = rgb[..., 0]
+            else:
+                raise DatasetError(f"label file {path} has image mode {img.mode!r}; expected L, P or I;16")
+            return arr.copy()
+    except FileNotFoundError as err:
+        raise DatasetError(f"label file missing: {path}") from err
+    except OSError as err:
+        raise DatasetError(f"cannot read label {path}: {err}") from err
+
+
+def require_dir(path: Path, layout: str) -> Path:
+    """Return ``path`` if it is a directory, else raise :class:`DatasetError` naming it and ``layout``."""
+    if not path.is_dir():
+        raise DatasetError(f"dataset directory not found: {path}; expected layout {layout}")
+    return path
+
+
+def check_pairs(pairs: Sequence[tuple[Path, Path]], layout: str) -> None:
+    """Raise :class:`DatasetError` for the first image or label of ``pairs`` that is not a file."""
+    for image, label in pairs:
+        for path, what in ((image, "image"), (label, "label")):
+            if not path.is_file():
+                raise DatasetError(f"{what} file missing: {path}; expected layout {layout}")
+
+
+def check_shapes(image: np.ndarray, label: np.ndarray, name: str) -> None:
+    """Raise :class:`DatasetError` when an image [H, W, 3] and its label [H, W] differ in size."""
+    if image.shape[:2] != label.shape:
+        raise DatasetError(f"sample {name}: image is {image.shape[1]}x{image.shape[0]} but its label is "
+                           f"{label.shape[1]}x{label.shape[0]} (W x H)")
+
+
+class PairDataset(Sequence):
+    """A sorted list of (image path, label path, name) triples read on indexing.
+
+    Subclasses fill ``self._items`` in ``__init__`` and implement :meth:`_decode`, which turns the raw label
+    values of one file into a :class:`SegSample` or :class:`OodSample`.
+    """
+
+    root: Path
+    split: str | None
+    _items: list[tuple[Path, Path, str]]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @overload
+    def __getitem__(self, index: int) -> SegSample | OodSample: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[SegSample | OodSample]: ...
+
+    def __getitem__(self, index: int | slice) -> SegSample | OodSample | list[SegSample | OodSample]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        n = len(self._items)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for {type(self).__name__} of length {n}")
+        image_path, label_path, name = self._items[index]
+        image = read_rgb(image_path)
+        raw = read_label(label_path)
+        check_shapes(image, raw, name)
+        return self._decode(image, raw, name)
+
+    def __iter__(self) -> Iterator[SegSample | OodSample]:
+        for i in range(len(self)):
+            yield self[i]
+
+    @property
+    def names(self) -> list[str]:
+        """Sample names in reading order."""
+        return [name for _, _, name in self._items]
+
+    @property
+    def files(self) -> list[tuple[Path, Path]]:
+        """(image path, label path) pairs in reading order."""
+        return [(img, lbl) for img, lbl, _ in self._items]
+
+    def _decode(self, image: np.ndarray, raw: np.ndarray, name: str) -> SegSample | OodSample:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        split = f", split={self.split!r}" if self.split is not None else ""
+        return f"{type(self).__name__}(root={str(self.root)!r}{split}, n={len(self)})"
+
+
+def lut_from_pairs(pairs: dict[int, int], default: int) -> np.ndarray:
+    """A uint8 lookup table [256] mapping raw label values to new values (``default`` elsewhere)."""
+    lut = np.full(256, default, dtype=np.uint8)
+    for src, dst in pairs.items():
+        if src >= 0:
+            lut[src] = dst
+    return lut
