@@ -1,0 +1,84 @@
+"""Overload: a 30 Hz camera and a model slower than that. The node must only process recent frames (latest frame
+wins, no queue of stale frames), keep latency bounded and memory flat, and count the drops in /diagnostics."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_ros_support import Harness, raw_image_msg, scene_image, stamp, tiny_fused_onnx
+
+from moose_ros.ros import launcher
+
+pytestmark = pytest.mark.ros
+
+RATE_HZ = 30.0
+DURATION_S = 5.0
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def test_overload_drops_stale_frames(tmp_path: Path, ros_domain: int, ros_env: dict[str, str]) -> None:
+    model = tiny_fused_onnx(tmp_path / "slow.onnx", depth=6, width=32)  # ~100 ms per 240x320 frame on 1 thread
+    log_path = tmp_path / "node.log"
+    proc = launcher.start_node({"model": str(model), "threads": 1, "diagnostics_period": 0.5},
+                               env=ros_env, log_path=log_path)
+    harness = Harness(ros_domain)
+    try:
+        harness.subscribe_outputs(suffixes=("anomaly", "segmentation"))
+        launcher.wait_for_topic(harness.node, "/moose_node/anomaly", proc=proc, log_path=log_path,
+                                executor=harness.executor)
+        msg = raw_image_msg(scene_image(240, 320), "rgb8", frame_id="cam", sec=0)
+        harness.publish("image", msg)  # creates the publisher; this frame (stamp 0) may or may not be processed
+        published: list[float] = []  # index -> monotonic publish time; stamp sec = 1000 + index
+        rss: list[int] = []
+        start = time.monotonic()
+        while (now := time.monotonic()) - start < DURATION_S:
+            msg.header.stamp = stamp(1000 + len(published))
+            harness.publish("image", msg)
+            published.append(now)
+            if len(published) in (int(RATE_HZ * 1.5), int(RATE_HZ * DURATION_S) - 2):
+                rss.append(_rss_kib(proc.pid))
+            harness.spin_for(max(0.0, start + len(published) / RATE_HZ - time.monotonic()))
+        harness.spin_for(1.5)
+        received = sorted(
+            (m.header.stamp.sec - 1000, t) for (topic, _), (m, t) in harness.outputs.items()
+            if topic.endswith("/anomaly") and m.header.stamp.sec >= 1000
+        )
+        assert len(received) >= 10, launcher.log_tail(log_path)
+        diag = harness.latest_diagnostics("moose_node")
+        periods = [{kv.key: kv.value for kv in a.status[0].values} for a in harness.diagnostics]
+        infer_ms = float(np.median([float(p["inference_ms"]) for p in periods if p["inference_ms"] != "n/a"]))
+        assert any(a.status[0].level == b"\x01" and "dropping" in a.status[0].message for a in harness.diagnostics)
+        frame_ms = 1000.0 / RATE_HZ
+        assert infer_ms > 1.5 * frame_ms, f"model too fast to overload the node: {infer_ms:.1f} ms"
+
+        indices = [i for i, _ in received]
+        assert indices == sorted(set(indices)), "outputs out of order or duplicated"
+        staleness = []
+        latency_ms = []
+        for index, t_recv in received:
+            latest = int(np.searchsorted(published, t_recv, side="right")) - 1  # newest frame sent before receipt
+            staleness.append(latest - index)
+            latency_ms.append((t_recv - published[index]) * 1e3)
+        # A frame is at most one inference (+ transport slack) old when its output arrives; a queue would grow
+        # by ~RATE_HZ * DURATION_S * (1 - processed/published) frames.
+        bound_frames = int(np.ceil(2.5 * infer_ms / frame_ms)) + 3
+        assert max(staleness) <= bound_frames, (staleness, infer_ms)
+        assert float(np.percentile(latency_ms, 95)) <= 3.0 * infer_ms + 150.0, (latency_ms, infer_ms)
+        assert max(latency_ms[len(latency_ms) // 2:]) <= 4.0 * infer_ms + 250.0, "latency grows over time"
+
+        dropped, total = int(diag["dropped"]), int(diag["received"])
+        assert total >= 0.8 * len(published) and dropped >= 0.3 * total, diag
+        assert int(diag["processed"]) + dropped <= total
+        assert rss[1] - rss[0] < 20 * 1024, f"RSS grew from {rss[0]} KiB to {rss[1]} KiB"
+    finally:
+        harness.close()
+        assert launcher.stop(proc) == 0, launcher.log_tail(log_path)
