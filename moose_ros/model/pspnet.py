@@ -1,8 +1,9 @@
 """MOoSe on PSPNet: one probe per pyramid-pooling scale.
 
 Trunk: ``backbone`` (dilated ResNet, ``{"out": features}``), ``pyramid`` (one branch per pool scale:
-adaptive average pooling to s x s, 1x1 conv + BN + ReLU, bilinear upsampling back to the feature size) and
-``classifier`` (3x3 conv + BN + ReLU + dropout 0.1 + 1x1 conv on ``cat(features, levels...)``).
+adaptive average pooling to s x s (written as matrix products so it exports to ONNX with dynamic sizes),
+1x1 conv + BN + ReLU, bilinear upsampling back to the feature size) and ``classifier`` (3x3 conv + BN + ReLU
++ dropout 0.1 + 1x1 conv on ``cat(features, levels...)``).
 Probe k reads ``cat(level_k, features)`` at the feature resolution.
 """
 
@@ -17,7 +18,44 @@ from torch import nn
 from moose_ros.model.base import MooseSegmentationModel
 from moose_ros.model.probes import Probe
 
-__all__ = ["MoosePSPNet", "PyramidPooling"]
+__all__ = ["AdaptiveAvgPool2dMatmul", "MoosePSPNet", "PyramidPooling"]
+
+
+def _bin_matrix(length: int | torch.Tensor, bins: int, like: torch.Tensor) -> torch.Tensor:
+    """Averaging matrix float [bins, length]: row i averages [floor(i L / b), ceil((i + 1) L / b)).
+
+    The bins are those of ``adaptive_avg_pool2d``; ``length`` may be a traced size (ONNX: Range + compares).
+    """
+    index = torch.arange(length, device=like.device)
+    bin_ids = torch.arange(bins, device=like.device)
+    start = torch.div(bin_ids * length, bins, rounding_mode="floor")
+    end = torch.div((bin_ids + 1) * length + bins - 1, bins, rounding_mode="floor")
+    mask = (index[None, :] >= start[:, None]) & (index[None, :] < end[:, None])
+    weights = mask.to(like.dtype)
+    return weights / weights.sum(dim=1, keepdim=True)
+
+
+class AdaptiveAvgPool2dMatmul(nn.Module):
+    """``nn.AdaptiveAvgPool2d(size)`` written as two matrix products so it exports to ONNX with dynamic H, W.
+
+    The legacy ONNX exporter cannot export ``adaptive_avg_pool2d`` to sizes > 1 when the input size is dynamic;
+    this module gives the same bins (equal up to float rounding) and runs the same way eagerly and in ONNX.
+    Input float [N, C, h, w], output float [N, C, size, size].
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = int(size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.size == 1:
+            return x.mean(dim=(2, 3), keepdim=True)
+        rows = _bin_matrix(x.shape[-2], self.size, x)  # [s, h]
+        cols = _bin_matrix(x.shape[-1], self.size, x)  # [s, w]
+        return torch.matmul(torch.matmul(rows, x), cols.transpose(0, 1))
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}"
 
 
 class PyramidPooling(nn.Module):
@@ -33,7 +71,7 @@ class PyramidPooling(nn.Module):
         super().__init__()
         self.stages = nn.ModuleList(
             nn.Sequential(
-                nn.AdaptiveAvgPool2d(int(scale)),
+                AdaptiveAvgPool2dMatmul(int(scale)),
                 nn.Conv2d(in_channels, out_channels, 1, bias=False),
                 nn.BatchNorm2d(out_channels),
                 nn.ReLU(),
