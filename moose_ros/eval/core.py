@@ -1,0 +1,246 @@
+"""Offline OoD evaluation core: any score function over an anomaly dataset -> metrics, curves, gallery.
+
+:func:`evaluate_ood` runs a callable ``score_fn(image uint8 [H, W, 3] RGB) -> {key: float [H, W]}`` over a
+sequence of :class:`~moose_ros.data.common.OodSample`-like records (``image``, ``ood`` uint8 [H, W] with 0 / 1 /
+255 = void, ``name``). Keys are ``"<method>/<score>"`` (e.g. ``"Global/max_logit"``, ``"MOoSe/max_logit"``) so
+the report can lay results out as the paper's Table 1 (rows = methods, columns = scores); a key without ``/`` is
+its own method with score ``"score"``. Score maps must have the label's size.
+
+Component metrics (SMIYC) need the pixel threshold that maximises pooled pixel F1, known only after the whole
+dataset: the score maps of the keys in ``component_keys`` are cached as float16 ``.npy`` files in a temporary
+directory (disk, ``2 * H * W`` bytes per image and key, deleted afterwards) and scored in a second pass. float16
+moves the threshold decision only for pixels within float16 rounding (~1e-3 relative) of the threshold.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from moose_ros.errors import ConfigError, DatasetError
+from moose_ros.metrics import DEFAULT_BINS, ComponentMetrics, OodMetrics
+
+__all__ = ["GalleryItem", "OodEvaluation", "ScoreFn", "evaluate_ood", "gallery_indices", "progress_iter", "split_key"]
+
+#: image uint8 [H, W, 3] RGB -> {"<method>/<score>": float [H, W] score map, higher = anomalous}
+ScoreFn = Callable[[np.ndarray], Mapping[str, np.ndarray]]
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """``"MOoSe/max_logit"`` -> ``("MOoSe", "max_logit")``; a key without ``/`` -> ``(key, "score")``."""
+    method, sep, score = key.partition("/")
+    return (method, score) if sep else (key, "score")
+
+
+@dataclass
+class GalleryItem:
+    """One gallery row: ``panels`` = [(title, RGB uint8 [H, W, 3])], drawn left to right."""
+
+    name: str
+    panels: list[tuple[str, np.ndarray]]
+
+
+@dataclass
+class OodEvaluation:
+    """What :func:`evaluate_ood` measured.
+
+    Attributes:
+        metrics: key -> :meth:`OodMetrics.compute` dict.
+        components: key -> :meth:`ComponentMetrics.compute` dict (keys in ``component_keys`` only).
+        curves: key -> :meth:`OodMetrics.curves` arrays (pooled, for plots).
+        gallery: rendered gallery rows.
+        num_images: images evaluated.
+        seconds: wall time in total; ``score_seconds``: inside ``score_fn``.
+    """
+
+    metrics: dict[str, dict[str, Any]]
+    components: dict[str, dict[str, Any]] = field(default_factory=dict)
+    curves: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    gallery: list[GalleryItem] = field(default_factory=list)
+    num_images: int = 0
+    seconds: float = 0.0
+    score_seconds: float = 0.0
+
+    def table(self, what: str = "metrics") -> dict[str, dict[str, dict[str, Any]]]:
+        """``{method: {score: result}}`` of ``metrics`` or ``components``, in first-seen order."""
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for key, value in getattr(self, what).items():
+            method, score = split_key(key)
+            out.setdefault(method, {})[score] = value
+        return out
+
+
+def gallery_indices(num_images: int, count: int) -> list[int]:
+    """``count`` image indices spread evenly over ``range(num_images)`` (first and last included)."""
+    if count <= 0 or num_images <= 0:
+        return []
+    if count >= num_images:
+        return list(range(num_images))
+    return sorted({int(v) for v in np.linspace(0, num_images - 1, count).round()})
+
+
+def _first_key_per_method(keys: Sequence[str]) -> list[str]:
+    """The first key of every method, in order: [G/a, G/b, M/a, M/b] -> [G/a, M/a]."""
+    seen: dict[str, str] = {}
+    for k in keys:
+        seen.setdefault(split_key(k)[0], k)
+    return list(seen.values())
+
+
+def _ood_rgb(ood: np.ndarray) -> np.ndarray:
+    """Ground truth for display: in-distribution grey, anomaly orange-red, void black."""
+    lut = np.zeros((256, 3), dtype=np.uint8)
+    lut[0] = (96, 96, 96)
+    lut[1] = (255, 64, 0)
+    return lut[ood]
+
+
+def _render_gallery(image: np.ndarray, ood: np.ndarray, maps: Mapping[str, np.ndarray], name: str) -> GalleryItem:
+    from moose_ros.visualize import normalize_scores, overlay_heatmap
+
+    panels: list[tuple[str, np.ndarray]] = [("image", image), ("ground truth", _ood_rgb(ood))]
+    by_score: dict[str, list[str]] = {}
+    for key in maps:
+        by_score.setdefault(split_key(key)[1], []).append(key)
+    for keys in by_score.values():
+        # one display range per score, shared by the methods, so that Global and MOoSe are comparable
+        stacked = np.concatenate([np.asarray(maps[k], np.float32)[::4, ::4].reshape(-1) for k in keys])
+        stacked = stacked[np.isfinite(stacked)]
+        lo, hi = (float(v) for v in np.percentile(stacked, (1.0, 99.0))) if stacked.size else (0.0, 1.0)
+        for key in keys:
+            norm = normalize_scores(maps[key], (lo, hi) if hi > lo else None)
+            panels.append((key, overlay_heatmap(image, norm, alpha=0.6)))
+    return GalleryItem(name=name, panels=panels)
+
+
+def progress_iter(items: Iterable[Any], total: int, desc: str, enabled: bool) -> Iterable[Any]:
+    """``items`` wrapped in a tqdm progress bar (to stderr) when ``enabled``."""
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, total=total, desc=desc, unit="img", leave=False)
+
+
+def evaluate_ood(
+    score_fn: ScoreFn,
+    dataset: Sequence[Any],
+    protocol: str = "pooled",
+    *,
+    mode: str = "hist",
+    bins: int = DEFAULT_BINS,
+    limit: int | None = None,
+    gallery: int = 0,
+    gallery_keys: Sequence[str] | None = None,
+    component_keys: Sequence[str] | None = None,
+    component_size_filters: tuple[int, int] | None = None,
+    progress: bool = True,
+    desc: str = "eval",
+) -> OodEvaluation:
+    """Score every image of ``dataset`` and measure AUPR / FPR95 / AUROC (+ SMIYC components) per key.
+
+    Args:
+        score_fn: image uint8 [H, W, 3] -> {key: float [H, W]}; the same keys for every image.
+        dataset: sequence of records with ``image``, ``ood`` (uint8 [H, W]) and ``name``.
+        protocol: ``"pooled"`` or ``"per_image"`` / ``"per-image"`` (see :class:`OodMetrics`).
+        mode: ``"hist"`` (bounded memory, default) or ``"exact"``.
+        bins: histogram bins (``hist`` mode and plotting curves).
+        limit: evaluate only the first ``limit`` images.
+        gallery: number of gallery rows, spread evenly over the evaluated images.
+        gallery_keys: keys drawn in the gallery (default: every method's first score).
+        component_keys: keys that get SMIYC component metrics (default: every method's first score; ``()`` none).
+        component_size_filters: (min_pred_area, min_gt_area) pixels, or None for the scaled obstacle-track values.
+        progress: show a tqdm progress bar.
+    """
+    if limit is not None and limit < 1:
+        raise ConfigError(f"limit must be a positive number of images or None, got {limit}")
+    if gallery < 0:
+        raise ConfigError(f"gallery must be >= 0 images, got {gallery}")
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    if n == 0:
+        raise DatasetError("evaluate_ood: the dataset holds no images")
+    show = set(gallery_indices(n, gallery))
+    t_start = time.perf_counter()
+    score_seconds = 0.0
+    metrics: dict[str, OodMetrics] = {}
+    keys: list[str] = []
+    comp_keys: list[str] = []
+    gallery_rows: list[GalleryItem] = []
+    with tempfile.TemporaryDirectory(prefix="moose_eval_") as tmp:
+        cache = Path(tmp)
+        shapes: list[tuple[int, int]] = []
+        for i in progress_iter(range(n), n, desc, progress):
+            sample = dataset[i]
+            image, ood = np.asarray(sample.image), np.asarray(sample.ood)
+            t0 = time.perf_counter()
+            maps = dict(score_fn(image))
+            score_seconds += time.perf_counter() - t0
+            if not keys:
+                if not maps:
+                    raise ConfigError("evaluate_ood: score_fn returned no score map")
+                keys = list(maps)
+                metrics = {k: OodMetrics(protocol=protocol, mode=mode, bins=bins) for k in keys}
+                firsts = _first_key_per_method(keys)
+                comp_keys = list(component_keys) if component_keys is not None else firsts
+                draw = list(gallery_keys) if gallery_keys is not None else firsts
+                for k in (*comp_keys, *draw):
+                    if k not in maps:
+                        raise ConfigError(f"evaluate_ood: key '{k}' is not among the score keys {keys}")
+            elif list(maps) != keys:
+                raise ConfigError(f"evaluate_ood: image {sample.name} gave keys {list(maps)}, expected {keys}")
+            for k in keys:
+                m = np.asarray(maps[k])
+                if m.shape != ood.shape:
+                    raise ConfigError(
+                        f"evaluate_ood: score '{k}' of image {sample.name} is {m.shape}, its label {ood.shape}"
+                    )
+                metrics[k].update(m.astype(np.float32, copy=False), ood)
+            if comp_keys:
+                np.save(cache / f"{i:06d}_ood.npy", ood)
+            for j, k in enumerate(comp_keys):
+                np.save(cache / f"{i:06d}_{j}.npy", np.asarray(maps[k], dtype=np.float16))
+            shapes.append(ood.shape)
+            if i in show:
+                gallery_rows.append(_render_gallery(image, ood, {k: maps[k] for k in draw}, str(sample.name)))
+        components: dict[str, dict[str, Any]] = {}
+        for j, k in enumerate(comp_keys):
+            components[k] = _components_pass(
+                metrics[k], cache, j, n, component_size_filters, progress, f"{desc} components {k}"
+            )
+    return OodEvaluation(
+        metrics={k: metrics[k].compute() for k in keys},
+        components=components,
+        curves={k: metrics[k].curves() for k in keys},
+        gallery=gallery_rows,
+        num_images=n,
+        seconds=time.perf_counter() - t_start,
+        score_seconds=score_seconds,
+    )
+
+
+def _components_pass(
+    pixel: OodMetrics,
+    cache: Path,
+    j: int,
+    n: int,
+    size_filters: tuple[int, int] | None,
+    progress: bool,
+    desc: str,
+) -> dict[str, Any]:
+    """SMIYC component metrics of one key at its best pooled pixel-F1 threshold (second pass over the cache)."""
+    threshold, f1 = pixel.best_f1_threshold()
+    if not np.isfinite(threshold):
+        return {"valid": False, "note": "no anomaly pixels: no F1-optimal threshold", "threshold": None}
+    mp, mg = size_filters if size_filters is not None else (None, None)
+    comp = ComponentMetrics(float(np.float16(threshold)), min_pred_area=mp, min_gt_area=mg)
+    for i in progress_iter(range(n), n, desc, progress):
+        comp.update(np.load(cache / f"{i:06d}_{j}.npy"), np.load(cache / f"{i:06d}_ood.npy"))
+    out = comp.compute()
+    out.update(valid=True, note=None, pixel_f1=f1, threshold=float(threshold))
+    return out
