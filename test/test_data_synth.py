@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moose_ros.data import CityscapesDataset
+from moose_ros.data import CityscapesDataset, FishyscapesLafDataset, LostAndFoundDataset
 from moose_ros.data.synth import render_frame, render_sequence, write_synthstreet
 from moose_ros.errors import ConfigError
 
@@ -82,6 +82,31 @@ def test_cityscapes_layout_round_trip(tmp_path: Path) -> None:
         np.testing.assert_array_equal(sample.image, frame.image)
         np.testing.assert_array_equal(sample.label, frame.train_ids)
     assert (tmp_path / "synthstreet_val.json").is_file()
+
+
+def test_ood_layouts_round_trip(tmp_path: Path) -> None:
+    write_synthstreet(tmp_path, split="test", count=3, seed=5, height=H, width=W, ood=True,
+                      layout="lostandfound,fishyscapes")
+    laf = LostAndFoundDataset(tmp_path, "test")
+    fs = FishyscapesLafDataset(tmp_path)
+    assert len(laf) == len(fs) == 3
+    for i, (a, b) in enumerate(zip(laf, fs, strict=True)):
+        frame = render_frame(5, split="test", index=i, height=H, width=W, ood=True)
+        np.testing.assert_array_equal(a.image, frame.image)
+        np.testing.assert_array_equal(b.image, frame.image)
+        # LaF: off-road void, road in-distribution, obstacles anomalous; Fishyscapes encodes the same
+        np.testing.assert_array_equal(a.ood, frame.ood)
+        np.testing.assert_array_equal(b.ood, frame.ood)
+        assert (a.ood == 1).any() and (a.ood == 0).any() and (a.ood == 255).any()
+
+
+def test_sequence_layout_files(tmp_path: Path) -> None:
+    write_synthstreet(tmp_path, split="test", count=2, seed=0, height=32, width=64, ood=True, sequence=3,
+                      layout="lostandfound")
+    ds = LostAndFoundDataset(tmp_path, "test")
+    assert len(ds) == 6
+    assert ds.names[:3] == [f"test/synthseq000/synthseq000_000000_{t:06d}" for t in range(3)]
+    assert ds.names[3].startswith("test/synthseq001/")
 
 
 def test_sequence_moves_forward_and_is_deterministic() -> None:
