@@ -155,6 +155,8 @@ def _sample_scene(rng: np.random.Generator, height: int, width: int, *, ood: boo
     if rng.random() < 0.25:
         side = float(rng.choice((-1.0, 1.0)))
         things.append(so.cyclist(rng, side * (half - 0.7), float(rng.uniform(8.0, 60.0)), 0.4 * cam_speed))
+    if travel_m > 0:  # a drive: nothing the camera would pass through (speeds are still per whole drive)
+        things = [t for t in things if abs(t.x - cam.x) >= 1.9 or t.z + t.speed > travel_m + 5.0]
     if ood:
         things = _place_unknowns(rng, things, street, travel_m)
     return _Scene(cam, street, things, exposure=float(rng.uniform(0.75, 1.25)),
@@ -174,7 +176,7 @@ def _place_unknowns(rng: np.random.Generator, things: list[Thing], street: Stree
             side = float(rng.choice((-1.0, 1.0)))
             x = side * (half + float(rng.uniform(0.3, max((street.sidewalk[0] if side < 0 else
                                                               street.sidewalk[1]) - 0.3, 0.4))))
-        z = travel_m + float(rng.uniform(6.0, 40.0))
+        z = travel_m + float(rng.uniform(5.0, 20.0) if travel_m > 0 else rng.uniform(6.0, 40.0))
         things = [t for t in things if not (abs(t.x - x) < 2.4 and ("vehicle" in t.tags or abs(t.z - z) < 4.0))]
         things.append(so.anomaly(rng, kind, x, z))
     return things

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-__all__ = ["Camera", "Canvas", "Prim", "Thing", "noise_tile"]
+__all__ = ["Camera", "Canvas", "Prim", "Thing", "ThingTables", "noise_tile", "sample_tile"]
 
 TILE = 256  # side of the tiling noise textures, texels
 _LEVELS = 4096  # quantisation of linear intensity before the gamma lookup
@@ -54,8 +54,8 @@ def sample_tile(u: np.ndarray, v: np.ndarray, scale: float, offset: tuple[float,
                 kind: str = "smooth") -> np.ndarray:
     """Nearest-texel lookup of :func:`noise_tile` at metric coords ``u, v`` (broadcastable), ``scale`` texel/m."""
     tile = noise_tile(kind)
-    iu = (u * scale + offset[0]).astype(np.int64) % TILE
-    iv = (v * scale + offset[1]).astype(np.int64) % TILE
+    iu = (u * scale + offset[0]).astype(np.int32) & (TILE - 1)  # TILE is a power of two: wraps negatives too
+    iv = (v * scale + offset[1]).astype(np.int32) & (TILE - 1)
     return tile[iv, iu]
 
 
@@ -131,6 +131,21 @@ class Prim:
         return r2 <= radius * radius
 
 
+@dataclass(frozen=True)
+class ThingTables:
+    """Per-primitive lookup arrays of one thing (built once, used for every frame it is painted in)."""
+
+    prims: tuple[Prim, ...]
+    shadows: tuple[Prim, ...]
+    bounds: tuple[float, float, float, float]
+    colors: np.ndarray  # float32 [3, P]
+    tex: np.ndarray  # float32 [P]
+    tex_scale: np.ndarray  # float32 [P]
+    labels: np.ndarray  # uint8 [P]
+    obstacles: np.ndarray  # uint8 [P]
+    shade_slope: np.float32
+
+
 @dataclass
 class Thing:
     """An upright object at world ``(x, z)`` (m) made of primitives; ``speed`` (m/frame) moves it along Z."""
@@ -141,6 +156,25 @@ class Thing:
     speed: float = 0.0
     tex_offset: tuple[float, float] = (0.0, 0.0)
     tags: tuple[str, ...] = field(default_factory=tuple)
+    _tables: ThingTables | None = field(default=None, repr=False, compare=False)
+
+    def tables(self) -> ThingTables:
+        """The primitives as lookup arrays (cached)."""
+        if self._tables is None:
+            solid = tuple(p for p in self.prims if p.kind != "shadow")
+            boxes = np.asarray([p.bounds() for p in solid], np.float64).reshape(-1, 4)
+            bounds = (float(boxes[:, 0].min(initial=0.0)), float(boxes[:, 1].max(initial=0.0)),
+                      float(boxes[:, 2].min(initial=0.0)), float(boxes[:, 3].max(initial=0.0)))
+            self._tables = ThingTables(
+                prims=solid, shadows=tuple(p for p in self.prims if p.kind == "shadow"), bounds=bounds,
+                colors=np.asarray([p.color for p in solid], np.float32).reshape(-1, 3).T.copy(),
+                tex=np.asarray([p.tex for p in solid], np.float32),
+                tex_scale=np.asarray([p.tex_scale for p in solid], np.float32),
+                labels=np.asarray([p.label for p in solid], np.uint8),
+                obstacles=np.asarray([p.obstacle for p in solid], np.uint8),
+                shade_slope=np.float32(0.15 / max(bounds[3], 0.5)),
+            )
+        return self._tables
 
 
 class Canvas:
@@ -155,42 +189,71 @@ class Canvas:
         self.obstacle = np.zeros(shape, np.uint8)
         self.depth = np.full(shape, np.inf, np.float32)
 
+    def _block(self, x_rel: float, s: float, bounds: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
+        """Pixel rows r0:r1 and columns c0:c1 (clipped) covering local ``bounds`` at scale ``s`` px/m."""
+        cam = self.cam
+        x0, x1, y0, y1 = bounds
+        c0 = max(int(np.floor(cam.vp_x + (x_rel + x0) * s)), 0)
+        c1 = min(int(np.ceil(cam.vp_x + (x_rel + x1) * s)) + 1, cam.width)
+        r0 = max(int(np.floor(cam.horizon + (cam.h - y1) * s)), 0)
+        r1 = min(int(np.ceil(cam.horizon + (cam.h - y0) * s)) + 1, cam.height)
+        return r0, r1, c0, c1
+
+    def _coords(self, x_rel: float, s: float, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Local metric coords of pixel centres: ``lx`` float32 [1, c1-c0], ``ly`` float32 [r1-r0, 1]."""
+        cam = self.cam
+        lx = (np.arange(c0, c1, dtype=np.float32) + np.float32(0.5 - cam.vp_x)) / np.float32(s) - np.float32(x_rel)
+        ly = np.float32(cam.h) - (np.arange(r0, r1, dtype=np.float32) + np.float32(0.5 - cam.horizon)) / np.float32(s)
+        return lx[None, :], ly[:, None]
+
     def paint_thing(self, thing: Thing, frame: int = 0) -> None:
-        """Paint every primitive of ``thing`` (billboard at its depth); ``frame`` advances moving things."""
+        """Paint ``thing`` as a billboard at its depth, with a per-pixel depth test; later primitives cover
+        earlier ones. ``frame`` advances moving things by ``thing.speed`` metres per frame."""
         cam = self.cam
         zc = thing.z + thing.speed * frame - cam.z
         if zc < 0.8:
             return
         s = cam.f / zc
         x_rel = thing.x - cam.x
-        for prim in thing.prims:
-            x0, x1, y0, y1 = prim.bounds()
-            c0 = max(int(np.floor(cam.vp_x + (x_rel + x0) * s)), 0)
-            c1 = min(int(np.ceil(cam.vp_x + (x_rel + x1) * s)) + 1, cam.width)
-            r0 = max(int(np.floor(cam.horizon + (cam.h - y1) * s)), 0)
-            r1 = min(int(np.ceil(cam.horizon + (cam.h - y0) * s)) + 1, cam.height)
-            if c1 <= c0 or r1 <= r0:
+        tables = thing.tables()
+        r0, r1, c0, c1 = self._block(x_rel, s, tables.bounds)
+        if c1 <= c0 or r1 <= r0:
+            return
+        lx, ly = self._coords(x_rel, s, r0, r1, c0, c1)
+        block = (slice(r0, r1), slice(c0, c1))
+        free = self.depth[block] >= zc
+        for prim in tables.shadows:
+            pr0, pr1, pc0, pc1 = self._block(x_rel, s, prim.bounds())
+            if pc1 <= pc0 or pr1 <= pr0:
                 continue
-            lx = ((np.arange(c0, c1, dtype=np.float32) + 0.5 - cam.vp_x) / s - x_rel)[None, :]
-            ly = (cam.h - (np.arange(r0, r1, dtype=np.float32) + 0.5 - cam.horizon) / s)[:, None]
-            block = (slice(r0, r1), slice(c0, c1))
-            mask = prim.mask(lx, ly) & (self.depth[block] >= zc)  # own prims share zc
-            if not mask.any():
+            slx, sly = self._coords(x_rel, s, pr0, pr1, pc0, pc1)
+            # ground under the body and just behind the thing (within 0.4 m towards the camera)
+            ground = prim.mask(slx, sly) & np.isin(self.label[pr0:pr1, pc0:pc1], (7, 8, 22)) & \
+                (self.depth[pr0:pr1, pc0:pc1] >= zc - 0.4)
+            self.rgb[:, pr0:pr1, pc0:pc1][:, ground] *= 0.45
+        pid = np.full((r1 - r0, c1 - c0), -1, np.int16)
+        for j, prim in enumerate(tables.prims):
+            pr0, pr1, pc0, pc1 = self._block(x_rel, s, prim.bounds())
+            if pc1 <= pc0 or pr1 <= pr0:
                 continue
-            if prim.kind == "shadow":
-                ground = np.isin(self.label[block], (7, 8, 22)) & mask
-                self.rgb[:, r0:r1, c0:c1][:, ground] *= 0.45
-                continue
-            tex = sample_tile(lx, ly, prim.tex_scale, thing.tex_offset)
-            shade = np.minimum(0.85 + (0.15 / max(y1, 0.5)) * np.maximum(ly, -1.0), 1.05)
-            gain = (1.0 + prim.tex * (2.0 * tex - 1.0)) * shade
-            gain_sel = gain[mask]
-            planes = self.rgb[:, r0:r1, c0:c1]
-            for c in range(3):
-                planes[c][mask] = gain_sel * prim.color[c]
-            self.label[block][mask] = prim.label
-            self.obstacle[block][mask] = prim.obstacle
-            self.depth[block][mask] = zc
+            rs, cs = slice(pr0 - r0, pr1 - r0), slice(pc0 - c0, pc1 - c0)
+            pid[rs, cs][prim.mask(lx[:, cs], ly[rs])] = j
+        cover = (pid >= 0) & free
+        if not cover.any():
+            return
+        ids = pid[cover]
+        u = np.broadcast_to(lx, cover.shape)[cover]
+        v = np.broadcast_to(ly, cover.shape)[cover]
+        scale = tables.tex_scale[ids]
+        tex = sample_tile(u * scale, v * scale, 1.0, thing.tex_offset)
+        shade = np.minimum(np.float32(0.85) + tables.shade_slope * np.maximum(v, -1.0), 1.05)
+        gain = (1.0 + tables.tex[ids] * (2.0 * tex - 1.0)) * shade
+        planes = self.rgb[:, r0:r1, c0:c1]
+        for c in range(3):
+            planes[c][cover] = gain * tables.colors[c][ids]
+        self.label[block][cover] = tables.labels[ids]
+        self.obstacle[block][cover] = tables.obstacles[ids]
+        self.depth[block][cover] = zc
 
     def finish(self, rng: np.random.Generator, *, exposure: float, tint: np.ndarray, haze: np.ndarray,
                fog_m: float, noise: float) -> np.ndarray:
