@@ -36,7 +36,7 @@ def test_probe_step_moves_only_probes(architecture: str) -> None:
     probe_bn_before = model.probes[0].project[1].running_mean.clone()
 
     optimizer = torch.optim.SGD(model.probe_parameters(), lr=0.1)
-    x = torch.randn(2, 3, 40, 56)
+    x = torch.randn(2, 3, 32, 48)
     out = model(x)
     target = torch.randint(0, 3, out["probes"][0].shape[:1] + out["probes"][0].shape[2:])
     loss = sum(F.cross_entropy(logits, target) for logits in out["probes"])
@@ -57,11 +57,11 @@ def test_probe_gradients_stop_at_probe_input_even_with_trainable_trunk() -> None
     torch.manual_seed(0)
     model = build_model("deeplabv3_resnet18", num_classes=3, probe_width=8, **FAMILIES["deeplabv3_resnet18"])
     model.train()
-    out = model(torch.randn(2, 3, 40, 56))
+    out = model(torch.randn(2, 3, 32, 48))
     sum(p.sum() for p in out["probes"]).backward()
     assert all(p.grad is None for p in model.trunk_parameters())
     assert all(p.grad is not None for p in model.probe_parameters())
-    out = model(torch.randn(2, 3, 40, 56))
+    out = model(torch.randn(2, 3, 32, 48))
     out["out"].sum().backward()
     assert all(p.grad is not None for p in model.trunk_parameters())
 
@@ -96,3 +96,19 @@ def test_depth_zero_probe_is_projection_and_classifier() -> None:
     probe = Probe(12, 4, width=8, depth=0)
     assert probe.depth == 0
     assert [m.kernel_size for m in probe.modules() if isinstance(m, torch.nn.Conv2d)] == [(1, 1), (1, 1)]
+
+
+def test_cached_probe_inputs_reproduce_forward() -> None:
+    torch.manual_seed(0)
+    model = build_model("deeplabv3_resnet18", num_classes=3, probe_width=8, **FAMILIES["deeplabv3_resnet18"])
+    model.train_probes_only()
+    x = torch.randn(2, 3, 32, 48)
+    cached = model.probe_inputs(x)
+    assert [c.shape[1] for c in cached] == [2 * 16] * 4 and not any(c.requires_grad for c in cached)
+    model.eval()
+    with torch.no_grad():
+        direct = model(x)["probes"]
+        from_cache = model.run_probes(cached)
+    assert all(torch.equal(a, b) for a, b in zip(direct, from_cache, strict=True))
+    with pytest.raises(ValueError, match="3 probe inputs given for 4 probes"):
+        model.run_probes(cached[:3])

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from moose_ros.errors import ConfigError
+
 __all__ = ["PROBES_ATTR", "MooseSegmentationModel"]
 
 #: Name of the attribute (and state_dict prefix) holding the probes; everything else is the trunk.
@@ -63,11 +65,25 @@ class MooseSegmentationModel(nn.Module):
             Nothing is upsampled or aggregated here. Probe gradients never reach the trunk.
         """
         out, probe_inputs = self.trunk_forward(x)
+        return {"out": out, "probes": self.run_probes(probe_inputs)}
+
+    def run_probes(self, probe_inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Apply probe k to ``probe_inputs[k]`` (detached first) and return the K logits [N, C, h, w].
+
+        With :meth:`probe_inputs` this lets a trainer cache the frozen trunk's features once and train the
+        probes on the cache.
+        """
         if len(probe_inputs) != len(self.probes):
-            raise RuntimeError(f"{self.architecture}: trunk gave {len(probe_inputs)} probe inputs for "
-                               f"{len(self.probes)} probes")
-        probes = [probe(feat.detach()) for probe, feat in zip(self.probes, probe_inputs, strict=True)]
-        return {"out": out, "probes": probes}
+            raise ConfigError(
+                f"{self.architecture}: {len(probe_inputs)} probe inputs given for {len(self.probes)} probes"
+            )
+        return [probe(feat.detach()) for probe, feat in zip(self.probes, probe_inputs, strict=True)]
+
+    @torch.no_grad()
+    def probe_inputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The K detached probe inputs for ``x`` float [N, 3, H, W] (no autograd graph; trunk mode as set)."""
+        _, inputs = self.trunk_forward(x)
+        return [feat.detach() for feat in inputs]
 
     # -------------------------------------------------------------- properties
     @property
