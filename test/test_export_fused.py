@@ -1,0 +1,206 @@
+"""The fused graph: ONNX Runtime vs eager torch on odd sizes, the in-graph uint8 path, score plumbing, export CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from moose_ros.backends.base import META_KEY, ModelMeta
+from moose_ros.backends.onnxruntime import OnnxRuntimeBackend
+from moose_ros.errors import ConfigError
+from moose_ros.export import FusedEnsemble, FusedMoose, export_onnx
+from moose_ros.model import build_model
+from moose_ros.scoring import compute_score
+
+SCORES = ("max_logit", "entropy", "msp", "mutual_information")
+MEAN = (0.3, 0.4, 0.5)
+STD = (0.2, 0.25, 0.3)
+
+
+def tiny_model(seed: int = 0, num_classes: int = 5) -> nn.Module:
+    """A small MOoSe network whose random weights and BN statistics give varied, disagreeing heads."""
+    torch.manual_seed(seed)
+    model = build_model(
+        "deeplabv3_mobilenet_v3_large", num_classes=num_classes, aspp_channels=16, probe_width=8, reduced_tail=True
+    )
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2, generator=gen)
+                module.running_var.uniform_(0.5, 2.0, generator=gen)
+                module.weight.uniform_(0.5, 1.5, generator=gen)
+                module.bias.uniform_(-0.3, 0.3, generator=gen)
+        # Random init gives near-constant logits: zero the classifier biases and scale every head to logit std 2.
+        classifiers = [model.classifier[-1], *(probe.classifier for probe in model.probes)]
+        for conv in classifiers:
+            conv.bias.zero_()
+        heads = FusedMoose(model.eval()).head_logits(torch.randn(1, 3, 96, 128, generator=gen))
+        for conv, logits in zip(classifiers, heads, strict=True):
+            conv.weight.mul_(2.0 / float(logits.std()))
+    return model.eval()
+
+
+def random_images(n: int, h: int, w: int, seed: int = 1) -> np.ndarray:
+    """Smooth-ish uint8 RGB images (blocks + noise) so the segmentation varies across the image."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (n, max(h // 32, 2), max(w // 32, 2), 3)).astype(np.float32)
+    up = torch.nn.functional.interpolate(torch.from_numpy(coarse).permute(0, 3, 1, 2), size=(h, w), mode="bilinear")
+    noise = rng.normal(0, 12, (n, h, w, 3))
+    return np.clip(up.permute(0, 2, 3, 1).numpy() + noise, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _threads():
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def model() -> nn.Module:
+    return tiny_model()
+
+
+def _torch_outputs(fused: FusedMoose, images: np.ndarray) -> dict[str, np.ndarray]:
+    with torch.no_grad():
+        return {k: v.numpy() for k, v in fused.eval().run(torch.from_numpy(images)).items()}
+
+
+def test_in_graph_uint8_path_equals_torch_preprocessing(tmp_path):
+    """Through ONNX Runtime: a 3-class 'network' that returns its input exposes the graph's normalisation."""
+
+    class Identity(nn.Module):
+        num_classes = 3
+        num_probes = 0
+
+        def forward(self, x: torch.Tensor) -> dict:
+            return {"out": x, "probes": []}
+
+    images = random_images(2, 37, 53, seed=4)
+    expected = (images.astype(np.float64) / 255.0 - np.array(MEAN)) / np.array(STD)  # [N, H, W, 3]
+    fused = FusedMoose(Identity(), scores=("max_logit",), mean=MEAN, std=STD)
+    eager = fused.preprocess(torch.from_numpy(images)).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(eager, expected, atol=1e-6, rtol=0)
+
+    path = tmp_path / "identity.onnx"
+    export_onnx(fused, path, check_tensorrt=True)
+    result = OnnxRuntimeBackend(path).infer(images)
+    np.testing.assert_allclose(result.anomaly, -expected.max(axis=3), atol=1e-6, rtol=0)  # max_logit = -max_c
+    np.testing.assert_array_equal(result.labels, expected.argmax(axis=3))
+
+
+def test_sizes_labels_from_global_head_and_meta(model, tmp_path):
+    path = tmp_path / "sized.onnx"
+    export_onnx(model, path, scores=("entropy", "max_logit"), input_size=(96, 128), output_size=(48, 80))
+    stored = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    meta = ModelMeta.from_json(stored[META_KEY])
+    assert meta.input_size == (96, 128) and meta.output_size == (48, 80) and meta.scores == ("entropy", "max_logit")
+    assert meta.architecture == "deeplabv3_mobilenet_v3_large" and meta.num_classes == 5
+    backend = OnnxRuntimeBackend(path)
+    images = random_images(1, 101, 147, seed=2)
+    result = backend.infer(images)
+    assert result.labels.shape == (1, 48, 80) and set(result.extra_scores) == {"max_logit"}
+
+    # Labels are the argmax of the global head alone (probes never change the segmentation).
+    fused = FusedMoose(model, input_size=(96, 128), output_size=(48, 80))
+    with torch.no_grad():
+        heads = fused.head_logits(fused.preprocess(torch.from_numpy(images)))
+        up = torch.nn.functional.interpolate(heads[0], size=(48, 80), mode="bilinear", align_corners=False)
+        mean_up = torch.nn.functional.interpolate(sum(heads) / len(heads), size=(48, 80), mode="bilinear")
+    assert (result.labels == up.argmax(1).numpy()).mean() >= 0.999
+    # Max-logit from the single upsample of the mean logits equals the max-logit of K+1 upsampled heads.
+    full = compute_score(
+        "max_logit", [torch.nn.functional.interpolate(h, size=(48, 80), mode="bilinear") for h in heads]
+    )
+    np.testing.assert_allclose(result.extra_scores["max_logit"], full.numpy(), atol=1e-4)
+    np.testing.assert_allclose(result.extra_scores["max_logit"], -mean_up.amax(1).numpy(), atol=1e-4)
+
+
+def test_global_graph_runs_no_probes_and_ensemble_aggregates(model, tmp_path):
+    moose_path, global_path = tmp_path / "moose.onnx", tmp_path / "global.onnx"
+    export_onnx(model, moose_path)
+    meta = export_onnx(model, global_path, heads="global")
+    assert meta.num_probes == 0 and meta.extra["heads"] == "global"
+    convs = {p: sum(n.op_type == "Conv" for n in onnx.load(str(p)).graph.node) for p in (moose_path, global_path)}
+    assert convs[moose_path] - convs[global_path] == 4 * 3  # K=4 probes of depth 1: 1x1, 3x3, classifier
+
+    images = random_images(1, 64, 96, seed=3)
+    fused_global = FusedMoose(model, heads="global")
+    ref = _torch_outputs(fused_global, images)
+    result = OnnxRuntimeBackend(global_path).infer(images)
+    assert (result.labels == ref["labels"]).mean() >= 0.999
+
+    members = [tiny_model(seed) for seed in (1, 2)]
+    ensemble = FusedEnsemble(members, scores=("mutual_information",))
+    with torch.no_grad():
+        out = ensemble.run(torch.from_numpy(images))
+        heads = ensemble.head_logits(ensemble.preprocess(torch.from_numpy(images)))
+        feature_mi = compute_score("mutual_information", heads)
+    assert ensemble.num_probes == 1 and out["anomaly"].shape == (1, 64, 96)
+    assert float(feature_mi.max()) > 0  # two different members disagree somewhere
+
+
+def test_invalid_options_are_named():
+    model = tiny_model()
+    with pytest.raises(ConfigError, match="score 'nope'"):
+        FusedMoose(model, scores=("nope",))
+    with pytest.raises(ConfigError, match="score_resolution"):
+        FusedMoose(model, score_resolution="half")
+    with pytest.raises(ConfigError, match="input_size"):
+        FusedMoose(model, input_size=(0, 10))
+    with pytest.raises(ConfigError, match="at most once"):
+        FusedMoose(model, scores=("entropy", "entropy"))
+
+
+def test_export_cli_from_checkpoint(tmp_path, capsys):
+    from moose_ros.model import CheckpointMeta, save_checkpoint
+    from moose_ros.tools import export as export_tool
+
+    def main(argv: list[str]) -> int:
+        parser = argparse.ArgumentParser()
+        export_tool.add_arguments(parser)
+        return export_tool.run(parser.parse_args(argv[1:]))
+
+    model = tiny_model(seed=5, num_classes=3)
+    ckpt_meta = CheckpointMeta.for_model(
+        model,
+        classes=("road", "car", "sky"),
+        colors=((128, 64, 128), (0, 0, 142), (70, 130, 180)),
+        mean=MEAN,
+        std=STD,
+        input_size=(64, 96),
+    )
+    ckpt = save_checkpoint(tmp_path / "m.pt", model, ckpt_meta)
+    out = tmp_path / "m.onnx"
+    rc = main(
+        [
+            "export",
+            str(ckpt),
+            "-o",
+            str(out),
+            "--score",
+            "max_logit",
+            "--score",
+            "msp",
+            "--input-size",
+            "checkpoint",
+            "--score-resolution",
+            "full",
+        ]
+    )
+    assert rc == 0 and "wrote" in capsys.readouterr().out
+    backend = OnnxRuntimeBackend(out)
+    assert backend.meta.classes == ("road", "car", "sky") and backend.meta.colors[1] == (0, 0, 142)
+    assert backend.meta.mean == MEAN and backend.meta.input_size == (64, 96) and backend.meta.scores[1] == "msp"
+    assert json.loads(json.dumps(backend.meta.extra))["train_input_size"] == [64, 96]
+    result = backend.infer(random_images(1, 50, 70))
+    assert result.labels.shape == (1, 50, 70) and int(result.labels.max()) < 3
+    assert not list(tmp_path.glob(".m.onnx.*"))  # no temporary file left behind
