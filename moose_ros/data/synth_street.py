@@ -55,6 +55,7 @@ class Street:
     skyline: float  # height of distant building silhouettes (m at 500 m; 0 = none)
     facades: tuple[Facade, ...]
     sun_side: float  # -1 left facades lit, +1 right facades lit
+    shadow_len: float  # cast shadow length per metre of building height (0 = overcast, no shadows)
     tex_offset: tuple[float, float]
 
 
@@ -63,8 +64,12 @@ def _col(rgb: tuple[float, float, float]) -> np.ndarray:
     return np.asarray(rgb, np.float32)[:, None, None]
 
 
-def _jitter(rng: np.random.Generator, base: tuple[float, float, float], amount: float) -> tuple[float, float, float]:
-    rgb = np.clip(np.asarray(base) * (1.0 + rng.uniform(-amount, amount, 3)), 0.02, 1.0)
+def _jitter(rng: np.random.Generator, base: tuple[float, float, float], amount: float,
+            chroma: float | None = None) -> tuple[float, float, float]:
+    """``base`` scaled by one brightness factor (+-amount) and per-channel factors (+-chroma, default amount)."""
+    spread = amount if chroma is None else chroma
+    gain = (1.0 + rng.uniform(-amount, amount)) * (1.0 + rng.uniform(-spread, spread, 3))
+    rgb = np.clip(np.asarray(base) * gain, 0.02, 1.0)
     return (float(rgb[0]), float(rgb[1]), float(rgb[2]))
 
 
@@ -121,12 +126,13 @@ def sample_street(rng: np.random.Generator, z_from: float, z_to: float) -> Stree
     return Street(
         road_half=lanes * lane_w / 2, lane_w=lane_w, sidewalk=walk, dashed_centre=bool(rng.random() < 0.7),
         edge_lines=bool(rng.random() < 0.6), crosswalks=crossings,
-        road_color=_jitter(rng, (0.3, 0.3, 0.32), 0.25), walk_color=_jitter(rng, (0.62, 0.58, 0.56), 0.2),
+        road_color=_jitter(rng, (0.3, 0.3, 0.32), 0.25, 0.04), walk_color=_jitter(rng, (0.62, 0.58, 0.56), 0.2, 0.1),
         terrain_color=_jitter(rng, (0.35, 0.42, 0.2), 0.3), sky_top=_jitter(rng, sky_top, 0.1),
         sky_bottom=_jitter(rng, sky_bottom, 0.08), clouds=float(rng.uniform(0.0, 0.5)),
         treeline=float(rng.uniform(4.0, 25.0)) if rng.random() < 0.7 else 0.0,
         skyline=float(rng.uniform(20.0, 60.0)) if rng.random() < 0.4 else 0.0,
         facades=tuple(facades), sun_side=float(rng.choice((-1.0, 1.0))),
+        shadow_len=0.0 if overcast else float(rng.uniform(0.15, 0.8)),
         tex_offset=(float(rng.uniform(0, 256)), float(rng.uniform(0, 256))),
     )
 
@@ -210,10 +216,29 @@ def paint_ground(canvas: Canvas, street: Street) -> None:
     marks &= road
     rgb[:, marks] = 0.85
     gain = np.where(marks, 1.0 + 0.1 * (fine - 0.5), gain)
+    if street.shadow_len > 0:
+        gain = np.where(_in_building_shadow(street, x, zw), gain * 0.55, gain)
     rgb *= gain[None]
     canvas.rgb[:, r0:] = rgb
     canvas.label[r0:] = label
     canvas.depth[r0:] = np.broadcast_to(zc, x.shape)
+
+
+def _in_building_shadow(street: Street, x: np.ndarray, zw: np.ndarray) -> np.ndarray:
+    """Ground points (x, zw) [h, W] inside the shadow the unlit side's buildings cast across the street."""
+    side = -street.sun_side
+    cell = 0.5  # metres per lookup cell along the street
+    z_min = min((f.z0 for f in street.facades), default=0.0)
+    z_max = max((f.z1 for f in street.facades), default=0.0)
+    n = int((z_max - z_min) / cell) + 2
+    edge = np.full(n, np.inf, np.float32)  # shadow reaches side * x > edge
+    for fac in street.facades:
+        if fac.kind != "building" or np.sign(fac.x) != side:
+            continue
+        i0, i1 = int((fac.z0 - z_min) / cell), int((fac.z1 - z_min) / cell) + 1
+        edge[i0:i1] = np.minimum(edge[i0:i1], abs(fac.x) - fac.height * street.shadow_len)
+    idx = np.clip(((zw - z_min) / cell).astype(np.int32), 0, n - 1)
+    return side * x > edge[idx]
 
 
 def paint_facades(canvas: Canvas, street: Street) -> None:
