@@ -1,9 +1,10 @@
 """Shared helpers for the node tests (imported by test_ros_*.py; holds no tests itself).
 
-``tiny_fused_onnx`` writes a small but real fused graph that honours the contract of
-``moose_ros/backends/base.py``: input ``image`` uint8 [N, H, W, 3] RGB, outputs ``labels`` uint8 [N, H, W]
-(argmax of a conv head), ``anomaly`` float32 (max-logit score, -max logit) and ``anomaly_msp`` (-max softmax),
-``ModelMeta`` JSON in the metadata. ``depth`` stacks 3x3 convs to make it as slow as a test needs.
+``moose_fused_onnx`` exports a tiny real MOoSe network (ResNet-18 trunk, narrow ASPP and probes, random weights)
+with ``moose_ros.export.export_onnx``. ``tiny_fused_onnx`` writes a small graph by hand that honours the same
+contract (``moose_ros/backends/base.py``): input ``image`` uint8 [N, H, W, 3] RGB, outputs ``labels`` uint8
+[N, H, W] (argmax of a conv head), ``anomaly`` float32 (max-logit score, -max logit) and ``anomaly_msp``
+(-max softmax), ``ModelMeta`` JSON in the metadata; ``depth`` stacks 3x3 convs to make it as slow as a test needs.
 """
 
 from __future__ import annotations
@@ -79,6 +80,38 @@ def tiny_fused_onnx(path: Path, *, depth: int = 0, width: int = 16, seed: int = 
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
+
+
+def moose_fused_onnx(path: Path, *, scores: tuple[str, ...] = ("max_logit", "msp"), seed: int = 0) -> Path:
+    """Export a tiny real MOoSe model (7 classes, K = 3 probes, output stride 8) to ``path``; needs torch."""
+    import torch
+
+    from moose_ros.export import export_onnx
+    from moose_ros.model import moose_deeplabv3_resnet18
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)
+    model = moose_deeplabv3_resnet18(
+        num_classes=7, aspp_channels=16, probe_width=16, atrous_rates=(2, 4), output_stride=8
+    ).eval()
+    export_onnx(model, path, scores=scores, check_tensorrt=False)
+    return path
+
+
+_CACHE: dict[tuple[str, ...], Path] = {}
+
+
+def cached_moose_onnx(scores: tuple[str, ...] = ("max_logit", "msp")) -> Path:
+    """:func:`moose_fused_onnx`, exported once per test process (export takes seconds on a busy 2-core box)."""
+    if scores not in _CACHE:
+        import atexit
+        import shutil
+        import tempfile
+
+        folder = Path(tempfile.mkdtemp(prefix="moose_ros_test_model_"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        _CACHE[scores] = moose_fused_onnx(folder / "moose.onnx", scores=scores)
+    return _CACHE[scores]
 
 
 def stamp(sec: int, nanosec: int = 0) -> Any:
