@@ -30,6 +30,8 @@ def test_same_seed_same_bytes_different_seed_differs(tmp_path: Path) -> None:
     c = write_synthstreet(tmp_path / "c", split="train", count=2, seed=4, height=H, width=W)
     assert len(a) == 4
     assert _digest(a) == _digest(b)
+    d = write_synthstreet(tmp_path / "d", split="train", count=2, seed=3, height=H, width=W, workers=2)
+    assert _digest(d) == _digest(a)  # parallel rendering writes the same bytes
     assert _digest(a) != _digest(c)
     # splits draw different scenes from the same seed
     assert not np.array_equal(render_frame(3, split="train", height=H, width=W).image,

@@ -273,14 +273,40 @@ def _parse_layouts(layout: str | Sequence[str]) -> list[str]:
     return names
 
 
+@dataclass(frozen=True)
+class _Job:
+    root: Path
+    layouts: tuple[str, ...]
+    split: str
+    seed: int
+    height: int
+    width: int
+    ood: bool
+    sequence: int
+
+
+def _write_item(job: _Job, i: int) -> tuple[list[Path], int]:
+    """Render and write still frame ``i`` or drive ``i``; return the paths and the number of frames."""
+    if job.sequence:
+        written: list[Path] = []
+        for t, frame in enumerate(render_sequence(job.seed, job.sequence, split=job.split, index=i,
+                                                  height=job.height, width=job.width, ood=job.ood)):
+            written += _write_frame(job.root, job.layouts, job.split, f"synthseq{i:03d}", i, t, frame)
+        return written, job.sequence
+    frame = render_frame(job.seed, split=job.split, index=i, height=job.height, width=job.width, ood=job.ood)
+    frame_no = 19 if "cityscapes" in job.layouts else 0
+    return _write_frame(job.root, job.layouts, job.split, "synth", i, frame_no, frame), 1
+
+
 def write_synthstreet(root: str | Path, *, split: str = "train", count: int = 100, layout: str | Sequence[str] =
                       "cityscapes", seed: int = 0, height: int = 256, width: int = 512, ood: bool = False,
-                      sequence: int = 0, progress: bool = False) -> list[Path]:
+                      sequence: int = 0, progress: bool = False, workers: int = 1) -> list[Path]:
     """Write ``count`` frames (or ``count`` sequences of ``sequence`` frames) under ``root``; return the paths.
 
     ``layout``: one of :data:`LAYOUTS` or several joined by commas. Sequences are LostAndFound-style drives
     named ``synthseq<k>``; still frames go to the city ``synth``. A ``synthstreet_<split>.json`` manifest
-    records the arguments. Same arguments -> same bytes.
+    records the arguments. ``workers`` > 1 renders in that many processes (the bytes do not depend on it).
+    Same arguments -> same bytes.
     """
     layouts = _parse_layouts(layout)
     _check_size(height, width)
@@ -288,7 +314,10 @@ def write_synthstreet(root: str | Path, *, split: str = "train", count: int = 10
         raise ConfigError(f"count must be >= 0, got {count}")
     if sequence < 0:
         raise ConfigError(f"sequence length must be >= 0, got {sequence}")
+    if workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {workers}")
     root = Path(root)
+    job = _Job(root, tuple(layouts), split, seed, height, width, ood, sequence)
     total = count * sequence if sequence else count
     bar = None
     if progress:
@@ -297,19 +326,21 @@ def write_synthstreet(root: str | Path, *, split: str = "train", count: int = 10
         bar = tqdm(total=total, unit="frame", desc=f"synth {split}")
     written: list[Path] = []
     try:
-        for i in range(count):
-            if sequence:
-                for t, frame in enumerate(render_sequence(seed, sequence, split=split, index=i, height=height,
-                                                          width=width, ood=ood)):
-                    written += _write_frame(root, layouts, split, f"synthseq{i:03d}", i, t, frame)
+        if workers > 1 and count > 1:
+            import concurrent.futures
+            import functools
+
+            with concurrent.futures.ProcessPoolExecutor(max_workers=min(workers, count)) as pool:
+                for paths, frames in pool.map(functools.partial(_write_item, job), range(count), chunksize=4):
+                    written += paths
                     if bar is not None:
-                        bar.update(1)
-            else:
-                frame = render_frame(seed, split=split, index=i, height=height, width=width, ood=ood)
-                written += _write_frame(root, layouts, split, "synth", i, 19 if "cityscapes" in layouts else 0,
-                                        frame)
+                        bar.update(frames)
+        else:
+            for i in range(count):
+                paths, frames = _write_item(job, i)
+                written += paths
                 if bar is not None:
-                    bar.update(1)
+                    bar.update(frames)
     finally:
         if bar is not None:
             bar.close()

@@ -43,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ood", action="store_true", help="place unknown objects on or beside the road")
     parser.add_argument("--sequence", type=int, default=0, metavar="FRAMES",
                         help="write --count drives of FRAMES consecutive frames each (camera moving forward)")
+    parser.add_argument("--workers", type=int, default=1, help="render in this many processes (1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     paths = write_synthstreet(args.out, split=split, count=args.count, layout=layout, seed=args.seed,
                               height=height, width=width, ood=ood, sequence=args.sequence,
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, workers=args.workers)
     elapsed = time.perf_counter() - start
     frames = args.count * args.sequence if args.sequence else args.count
     log.info("wrote %d files (%d frames, %s, split %s) to %s in %.1f s", len(paths), frames, layout, split,
