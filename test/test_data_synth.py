@@ -75,6 +75,15 @@ def test_ood_frames_have_anomalies_with_consistent_labels() -> None:
         np.testing.assert_array_equal(laf == 1, frame.label_ids == 7)
 
 
+def test_every_unknown_object_kind_occurs() -> None:
+    from moose_ros.data.synth_objects import ANOMALY_KINDS
+
+    seen: set[int] = set()
+    for i in range(20):
+        seen |= set(np.unique(render_frame(0, split="test", index=i, height=48, width=96, ood=True).obstacle).tolist())
+    assert set(ANOMALY_KINDS.values()) <= seen
+
+
 def test_cityscapes_layout_round_trip(tmp_path: Path) -> None:
     write_synthstreet(tmp_path, split="val", count=3, seed=1, height=H, width=W)
     ds = CityscapesDataset(tmp_path, "val")

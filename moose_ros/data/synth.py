@@ -114,7 +114,7 @@ def _sample_scene(rng: np.random.Generator, height: int, width: int, *, ood: boo
     for k, x in enumerate(lane_x):
         if rng.random() < 0.3:
             continue
-        forward = x > 0 or lanes == 1
+        forward = k in right_lanes  # right-hand traffic; the ego lane always flows forward
         z = float(rng.uniform(10.0 if k == ego else 5.0, 35.0))
         while z < z_to:
             low = 1.0 if k == ego else 0.6  # never drive into the ego lane's leader
@@ -211,12 +211,11 @@ def render_frame(seed: int, *, split: str = "train", index: int = 0, height: int
     """
     _check_size(height, width)
     rng = np.random.default_rng([seed, _split_code(split), int(ood), index])
-    frame = None
-    for _ in range(4):
-        scene = _sample_scene(rng, height, width, ood=ood, travel_m=0.0)
-        frame = _render(scene, rng, 0, 0.0)
+    frame = _render(_sample_scene(rng, height, width, ood=ood, travel_m=0.0), rng, 0, 0.0)
+    for _ in range(3):  # an unknown object hidden behind something or too small: draw the scene again
         if not ood or frame.obstacle.any():
             break
+        frame = _render(_sample_scene(rng, height, width, ood=ood, travel_m=0.0), rng, 0, 0.0)
     return frame
 
 
