@@ -159,8 +159,11 @@ def _sample_scene(rng: np.random.Generator, height: int, width: int, *, ood: boo
         things = [t for t in things if abs(t.x - cam.x) >= 1.9 or t.z + t.speed > travel_m + 5.0]
     if ood:
         things = _place_unknowns(rng, things, street, travel_m)
-    return _Scene(cam, street, things, exposure=float(rng.uniform(0.75, 1.25)),
-                  tint=(1.0 + rng.uniform(-0.08, 0.08, 3)).astype(np.float32), fog_m=float(rng.uniform(150, 800)),
+    dusk = rng.random() < 0.1  # dim, warm light
+    exposure = float(rng.uniform(0.45, 0.65) if dusk else rng.uniform(0.75, 1.25))
+    tint = (1.0 + rng.uniform(-0.08, 0.08, 3)) * ((1.12, 0.97, 0.8) if dusk else (1.0, 1.0, 1.0))
+    return _Scene(cam, street, things, exposure=exposure, tint=tint.astype(np.float32),
+                  fog_m=float(rng.uniform(150, 800)),
                   noise=float(rng.uniform(0.004, 0.02)))
 
 

@@ -56,6 +56,7 @@ class Street:
     facades: tuple[Facade, ...]
     sun_side: float  # -1 left facades lit, +1 right facades lit
     shadow_len: float  # cast shadow length per metre of building height (0 = overcast, no shadows)
+    patches: float  # fraction-like amount of darker repaired/wet road patches (0 = none)
     tex_offset: tuple[float, float]
 
 
@@ -133,6 +134,7 @@ def sample_street(rng: np.random.Generator, z_from: float, z_to: float) -> Stree
         skyline=float(rng.uniform(20.0, 60.0)) if rng.random() < 0.4 else 0.0,
         facades=tuple(facades), sun_side=float(rng.choice((-1.0, 1.0))),
         shadow_len=0.0 if overcast else float(rng.uniform(0.15, 0.8)),
+        patches=float(rng.uniform(0.05, 0.3)) if rng.random() < 0.5 else 0.0,
         tex_offset=(float(rng.uniform(0, 256)), float(rng.uniform(0, 256))),
     )
 
@@ -194,6 +196,9 @@ def paint_ground(canvas: Canvas, street: Street) -> None:
     rgb = table[:, label]  # [3, h, W]
     terrain = label == TERRAIN
     gain = np.where(terrain, gain + 0.35 * (fine - 0.5), gain)
+    if street.patches > 0:  # asphalt repairs and wet patches: in-distribution road variation
+        patch = road & (sample_tile(x, zw, 1.5, (street.tex_offset[1], street.tex_offset[0])) > 1.0 - street.patches)
+        gain = np.where(patch, gain * 0.78, gain)
     # paving joints and curb stones
     joints = walk & ((np.mod(zw, 1.2) < 0.06) | (np.mod(ax - street.road_half, 1.2) < 0.05))
     gain = np.where(joints, gain * 0.8, gain)
