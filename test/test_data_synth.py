@@ -127,9 +127,17 @@ def test_sequence_moves_forward_and_is_deterministic() -> None:
     for f, g in zip(frames, again, strict=True):
         np.testing.assert_array_equal(f.image, g.image)
     assert not np.array_equal(frames[0].label_ids, frames[-1].label_ids)
-    # static unknown objects grow as the camera approaches them
-    areas = [int((f.obstacle > 0).sum()) for f in frames]
-    assert areas[-1] > areas[0] > 0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 5])
+def test_sequence_approaches_unknown_objects(seed: int) -> None:
+    frames = list(render_sequence(seed, 10, height=H, width=W, ood=True, speed_m=1.5))
+    assert all(f.obstacle.any() for f in frames)
+    # static unknown objects grow, and their ground contact moves down the image, as the camera approaches
+    area = [int((f.obstacle > 0).sum()) for f in frames]
+    bottom = [int(np.nonzero((f.obstacle > 0).any(axis=1))[0].max()) for f in frames]
+    assert area[-1] > 2 * area[0]
+    assert bottom[-1] > bottom[0]
 
 
 def test_bad_arguments() -> None:
