@@ -242,7 +242,7 @@ def render_sequence(seed: int, frames: int, *, split: str = "test", index: int =
 
 def _save_png(path: Path, array: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path, format="PNG", compress_level=6)
+    Image.fromarray(array).save(path, format="PNG", compress_level=1)  # fast; bytes still deterministic
 
 
 def _write_frame(root: Path, layouts: Sequence[str], split: str, city: str, seq: int, frame_no: int,
