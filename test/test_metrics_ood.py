@@ -266,3 +266,31 @@ def test_import_without_torch_and_bench_speed() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert float(out.stdout.strip()) > 5.0  # loose floor on a shared machine; the bench script prints the real rate
+
+
+def test_per_image_sklearn_parity_and_hist_agreement() -> None:
+    rng = np.random.default_rng(21)
+    images = []
+    for i in range(5):
+        ood = (rng.random((24, 40)) < 0.1 * i).astype(np.uint8)  # image 0 has no anomaly -> skipped
+        ood[rng.random(ood.shape) < 0.05] = 255
+        score = np.round(rng.normal(size=ood.shape) + ood * (ood == 1), 2)  # ties
+        images.append((score, ood))
+    exact, hist = OodMetrics("per_image", "exact"), OodMetrics("per_image", "hist", bins=1 << 16)
+    for score, ood in images:
+        exact.update(score, ood)
+        hist.update(score, ood)
+    ap, roc, fpr = [], [], []
+    for score, ood in images:
+        keep = ood != 255
+        y, s = ood[keep], score[keep]
+        if y.any():
+            ap.append(average_precision_score(y, s))
+            roc.append(roc_auc_score(y, s))
+            fpr.append(_fpr95_reference(y, s))
+    a, h = exact.compute(), hist.compute()
+    assert a["num_images_used"] == 4 and a["num_images_skipped"] == 1
+    assert abs(a["aupr"] - np.mean(ap)) < 1e-9 and abs(a["auroc"] - np.mean(roc)) < 1e-9
+    assert abs(a["fpr95"] - np.mean(fpr)) < 1e-12 and abs(a["aupr_std"] - np.std(ap)) < 1e-9
+    for k in ("aupr", "fpr95", "auroc"):
+        assert abs(a[k] - h[k]) < 1e-9, k  # scores on a 0.01 grid: far coarser than the bins

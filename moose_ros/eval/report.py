@@ -248,6 +248,12 @@ def write_report(
         paths["curves"] = out / "pr_curves.png"
         _plot_curves(paths["curves"], curves, title)
         md += ["## Curves", "", "![PR and ROC curves](pr_curves.png)", ""]
+        protocols = {r.get("protocol") for per in (results.get("ood") or {}).values() for r in per.values()}
+        if "per_image" in protocols:
+            md += [
+                "Curves pool all valid pixels (from the score histograms): the per-image mean has no single curve.",
+                "",
+            ]
     if gallery_items:
         gdir = out / "gallery"
         gdir.mkdir(exist_ok=True)

@@ -185,7 +185,11 @@ def run(args: argparse.Namespace) -> int:
                 "time": f"{ev.seconds:.1f} s ({1e3 * ev.score_seconds / max(ev.num_images, 1):.0f} ms/image scoring)",
             }
         )
-        results.update(ood=ev.table("metrics"), components=ev.table("components"))
+        results.update(
+            ood=ev.table("metrics"),
+            components=ev.table("components"),
+            timing={"seconds": ev.seconds, "score_ms_per_image": 1e3 * ev.score_seconds / max(ev.num_images, 1)},
+        )
         curves, gallery = ev.curves, ev.gallery
     elif first is not None and hasattr(first, "label"):
         from moose_ros.eval.segmentation import evaluate_segmentation
