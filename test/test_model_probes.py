@@ -71,6 +71,10 @@ def test_unfreeze_restores_training() -> None:
     assert model.trunk_frozen and not any(p.requires_grad for p in model.trunk_parameters())
     model.unfreeze_trunk().train()
     assert model.backbone.training and all(p.requires_grad for p in model.trunk_parameters())
+    # control for the freezing test: an unfrozen trunk in training mode does move its BN statistics
+    before = _trunk_state(model)
+    model(torch.randn(2, 3, 32, 48))
+    assert not torch.equal(before["backbone.bn1.running_mean"], model.backbone.bn1.running_mean)
 
 
 def test_depth_three_blocks_are_distinct() -> None:
