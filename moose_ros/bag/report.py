@@ -124,7 +124,12 @@ def write_bag_report(
     summary: dict[str, Any] = {"bag": first.bag}
     for i, note in enumerate(notes):
         summary[f"note {i + 1}"] = note
-    summary["runs"] = "; ".join(f"{r.method} / {r.score} ({Path(r.model).name}, {r.mode})" for r in results)
+    models: dict[str, str] = {}
+    for r in results:
+        models.setdefault(r.method, Path(r.model).name)
+    summary["models"] = "; ".join(f"{method}: {name}" for method, name in models.items())
+    summary["scores"] = ", ".join(dict.fromkeys(r.score for r in results))
+    summary["replay"] = ", ".join(dict.fromkeys(r.mode for r in results))
     with_gt = [r for r in results if r.pooled is not None]
     summary["frames with ground truth"] = first.frames_with_ground_truth if with_gt else "none (latency report only)"
     payload: dict[str, Any] = {"title": title or f"Bag replay through moose_node: {Path(first.bag).name}",

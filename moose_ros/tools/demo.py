@@ -28,6 +28,9 @@ HELP = "end-to-end demo: SynthStreet drive -> rosbag2 -> moose_node over DDS -> 
 
 log = logging.getLogger(__name__)
 
+#: scores compared by default (max-logit: the node's default; entropy: where probe disagreement shows most)
+DEFAULT_SCORES = ("max_logit", "entropy")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``moose demo`` (all have working defaults)."""
@@ -47,8 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-global", action="store_true", help="run MOoSe only")
     parser.add_argument(
         "--scores",
-        default=None,
-        help="comma-separated scores to evaluate (default: every score exported in the model)",
+        default=",".join(DEFAULT_SCORES),
+        help="comma-separated scores exported in the model, or 'all' (default: max_logit,entropy where exported;"
+        " each score is one node run per model)",
     )
     parser.add_argument(
         "--rate-scale",
@@ -57,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="replay at the recorded 10 Hz times this factor instead of max speed (frames may drop)",
     )
     parser.add_argument("--threads", type=int, default=None, help="inference threads of the node")
+    parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: a fresh one per run)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -120,9 +125,8 @@ def _table(results: list[Any]) -> str:
             value = m.get(key)
             return "n/a" if value is None or value != value else f"{100 * value:.2f}"
 
-        method, _, score = r.label.partition(" / ")
         rows.append(
-            f"| {method} | {score} | {pct(pooled, 'aupr')} | {pct(pooled, 'fpr95')} | {pct(pooled, 'auroc')} "
+            f"| {r.method} | {r.score} | {pct(pooled, 'aupr')} | {pct(pooled, 'fpr95')} | {pct(pooled, 'auroc')} "
             f"| {pct(per, 'aupr')} | {pct(per, 'fpr95')} | {r.latency_ms['p50']:.0f} / {r.latency_ms['p95']:.0f} "
             f"| {r.fps:.1f} | {r.frames_dropped}/{r.frames_sent} |"
         )
@@ -149,7 +153,12 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(path, ignore_errors=True)
     moose_model = args.model if args.model is not None else bundled_model_path()
     meta = read_meta(moose_model)
-    scores = meta.scores if args.scores is None else tuple(s.strip() for s in args.scores.split(",") if s.strip())
+    if args.scores == "all":
+        scores = meta.scores
+    else:
+        scores = tuple(s.strip() for s in args.scores.split(",") if s.strip())
+        if args.scores == ",".join(DEFAULT_SCORES):
+            scores = tuple(s for s in scores if s in meta.scores) or meta.scores[:1]
     unknown = [s for s in scores if s not in meta.scores]
     if unknown:
         raise ConfigError(f"--scores {','.join(unknown)} not exported in {moose_model}; it has {','.join(meta.scores)}")
@@ -182,12 +191,11 @@ def run(args: argparse.Namespace) -> int:
         for score in scores:
             options = ReplayOptions(
                 max_speed=max_speed, rate_scale=1.0 if max_speed else args.rate_scale, threads=args.threads,
-                node_params={"score": score}, progress=not args.no_progress,
+                domain_id=args.domain_id, node_params={"score": score}, progress=not args.no_progress,
             )
-            label = f"{method} / {score}"
             t0 = time.monotonic()
-            result = replay_bag(bag_path, model, options, label=label, log_dir=out / "logs" / label.replace(" / ", "_"))
-            print(f"[demo]   {label}: {result.frames_answered}/{result.frames_sent} answered, "
+            result = replay_bag(bag_path, model, options, method=method, log_dir=out / "logs" / f"{method}_{score}")
+            print(f"[demo]   {method} / {score}: {result.frames_answered}/{result.frames_sent} answered, "
                   f"{time.monotonic() - t0:.1f} s")
             results.append(result)
     paths = write_bag_report(report_dir, results, title="moose demo: Global vs MOoSe through moose_node",
