@@ -294,3 +294,11 @@ def test_per_image_sklearn_parity_and_hist_agreement() -> None:
     assert abs(a["fpr95"] - np.mean(fpr)) < 1e-12 and abs(a["aupr_std"] - np.std(ap)) < 1e-9
     for k in ("aupr", "fpr95", "auroc"):
         assert abs(a[k] - h[k]) < 1e-9, k  # scores on a 0.01 grid: far coarser than the bins
+
+
+def test_infinite_scores_are_ties_in_exact_mode() -> None:
+    s = np.array([np.inf, np.inf, 1.0, -np.inf, -np.inf])
+    y = np.array([1, 0, 1, 0, 1])
+    c = curve_from_scores(s, y)
+    assert c.thresholds.tolist() == [np.inf, 1.0, -np.inf] and c.tps.tolist() == [1, 2, 3]
+    assert average_precision(c) == pytest.approx(average_precision_score(y, np.clip(s, -9, 9)))

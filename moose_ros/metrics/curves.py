@@ -111,7 +111,7 @@ def curve_from_scores(scores: np.ndarray, labels: np.ndarray) -> Curve:
     s_sorted = s[order]
     y_sorted = y[order]
     # last index of each group of equal scores (the array is sorted decreasing)
-    last = np.flatnonzero(np.diff(s_sorted) != 0)
+    last = np.flatnonzero(s_sorted[1:] != s_sorted[:-1])  # not np.diff: inf - inf is nan
     last = np.append(last, s_sorted.size - 1)
     tps = np.cumsum(y_sorted, dtype=np.int64)[last]
     fps = (last + 1) - tps
