@@ -225,3 +225,14 @@ def test_iter_batches_crops_and_is_seeded(tmp_path: Path) -> None:
     assert [b[2] for b in again] == [b[2] for b in batches]
     assert sorted(n for b in batches for n in b[2]) == ds.names
     assert len(list(iter_batches(ds, 2, drop_last=True, shuffle=False))) == 2
+
+
+def test_data_package_imports_without_torch_or_rclpy() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, moose_ros.data, moose_ros.data.synth, moose_ros.tools.synth; "
+            "bad = [m for m in ('torch', 'rclpy', 'onnxruntime') if m in sys.modules]; print(bad); "
+            "raise SystemExit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
