@@ -171,10 +171,10 @@ def evaluate_ood(
     metrics: dict[str, OodMetrics] = {}
     keys: list[str] = []
     comp_keys: list[str] = []
+    draw: list[str] = []
     gallery_rows: list[GalleryItem] = []
     with tempfile.TemporaryDirectory(prefix="moose_eval_") as tmp:
         cache = Path(tmp)
-        shapes: list[tuple[int, int]] = []
         for i in progress_iter(range(n), n, desc, progress):
             sample = dataset[i]
             image, ood = np.asarray(sample.image), np.asarray(sample.ood)
@@ -205,7 +205,6 @@ def evaluate_ood(
                 np.save(cache / f"{i:06d}_ood.npy", ood)
             for j, k in enumerate(comp_keys):
                 np.save(cache / f"{i:06d}_{j}.npy", np.asarray(maps[k], dtype=np.float16))
-            shapes.append(ood.shape)
             if i in show:
                 gallery_rows.append(_render_gallery(image, ood, {k: maps[k] for k in draw}, str(sample.name)))
         components: dict[str, dict[str, Any]] = {}

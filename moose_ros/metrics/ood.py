@@ -105,10 +105,12 @@ class OodMetrics:
         self.num_images_skipped = 0
         self.num_pixels = 0
         self.num_anomaly_pixels = 0
+        self._curve_cache: Curve | None = None
 
     def update(self, score: np.ndarray, ood: np.ndarray) -> None:
         """Add one image (float [H, W]) or a batch (float [N, H, W]) with its ``ood`` map (uint8, same shape)."""
         scores, oods = _check_pair(score, ood)
+        self._curve_cache = None
         for s, o in zip(scores, oods, strict=True):
             self._update_one(s, o)
 
@@ -139,6 +141,11 @@ class OodMetrics:
         self._per_image.append((m["aupr"], m["fpr95"], m["auroc"]))
 
     def _pooled_curve(self) -> Curve:
+        if self._curve_cache is None:
+            self._curve_cache = self._build_pooled_curve()
+        return self._curve_cache
+
+    def _build_pooled_curve(self) -> Curve:
         if self.mode == "exact":
             if not self._scores:
                 return curve_from_scores(np.zeros(0), np.zeros(0, bool))
