@@ -137,6 +137,10 @@ def test_streethazards_test_and_train(tmp_path: Path, json_lines: bool) -> None:
     assert isinstance(seg, SegSample)
     assert seg.label[0, 0] == 255 and seg.label[1, 0] == 0 and seg.label[2, 0] == 11 and seg.label[3, 0] == 6
     assert seg.label[5, 3] == 255  # anomaly is not a training class
+    test_seg = StreetHazardsDataset(tmp_path, "test", target="segmentation")[1]
+    assert isinstance(test_seg, SegSample) and test_seg.label[3, 0] == 6 and test_seg.label[5, 3] == 255
+    with pytest.raises(DatasetError, match="target"):
+        StreetHazardsDataset(tmp_path, "test", target="both")
 
 
 def test_streethazards_errors(tmp_path: Path) -> None:
@@ -170,6 +174,7 @@ def test_bdd_anomaly(tmp_path: Path) -> None:
     train = BddAnomalyDataset(tmp_path, "train")[0]
     assert isinstance(train, SegSample)
     assert (train.label[2, :2] == 255).all() and (train.label[3, :3] == 255).all() and train.label[4, 0] == 18
+    assert isinstance(BddAnomalyDataset(tmp_path, "test", target="segmentation")[0], SegSample)
     with pytest.raises(DatasetError, match=re.escape("seg/images/val")):
         BddAnomalyDataset(tmp_path, "val")
 

@@ -19,7 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from moose_ros.data.common import IGNORE_INDEX, OOD_VOID, OodSample, PairDataset, SegSample, check_pairs, require_dir
+from moose_ros.data.common import (
+    IGNORE_INDEX,
+    OOD_VOID,
+    OodSample,
+    PairDataset,
+    SegSample,
+    check_pairs,
+    check_target,
+    require_dir,
+)
 from moose_ros.errors import DatasetError
 
 __all__ = ["BDD_ANOMALY_TRAIN_IDS", "BddAnomalyDataset"]
@@ -44,11 +53,13 @@ class BddAnomalyDataset(PairDataset):
     Args:
         root: directory holding ``seg/`` (``root`` may also be the ``seg`` folder itself).
         split: ``"train"``, ``"val"`` or ``"test"``.
+        target: ``"auto"`` (the split's kind), ``"segmentation"`` or ``"ood"`` for any split.
     """
 
-    def __init__(self, root: str | Path, split: str = "test") -> None:
+    def __init__(self, root: str | Path, split: str = "test", *, target: str = "auto") -> None:
         self.root = Path(root)
         self.split = split
+        self.target = check_target(target, split)
         seg = self.root / "seg" if (self.root / "seg").is_dir() else self.root
         layout = LAYOUT.replace("<split>", split)
         image_dir = require_dir(seg / "images" / split, layout)
@@ -65,6 +76,6 @@ class BddAnomalyDataset(PairDataset):
         check_pairs(self.files, layout)
 
     def _decode(self, image: np.ndarray, raw: np.ndarray, name: str) -> SegSample | OodSample:
-        if self.split == "test":
+        if self.target == "ood":
             return OodSample(image, _OOD_LUT[raw], name)
         return SegSample(image, _SEG_LUT[raw], name)

@@ -176,6 +176,15 @@ class PairDataset(Sequence):
         return f"{type(self).__name__}(root={str(self.root)!r}{split}, n={len(self)})"
 
 
+def check_target(target: str, split: str) -> str:
+    """Resolve a reader's ``target`` ("auto", "segmentation", "ood"): "auto" is "ood" for ``test``."""
+    if target == "auto":
+        return "ood" if split == "test" else "segmentation"
+    if target not in ("segmentation", "ood"):
+        raise DatasetError(f"target {target!r} unknown; choose auto, segmentation or ood")
+    return target
+
+
 def lut_from_pairs(pairs: dict[int, int], default: int) -> np.ndarray:
     """A uint8 lookup table [256] mapping raw label values to new values (``default`` elsewhere)."""
     lut = np.full(256, default, dtype=np.uint8)

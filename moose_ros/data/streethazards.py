@@ -30,6 +30,7 @@ from moose_ros.data.common import (
     PairDataset,
     SegSample,
     check_pairs,
+    check_target,
     lut_from_pairs,
 )
 from moose_ros.errors import DatasetError
@@ -77,12 +78,16 @@ class StreetHazardsDataset(PairDataset):
         root: directory holding ``train/`` and/or ``test/`` as extracted from the tarballs.
         split: ``"train"``, ``"val"`` or ``"test"``.
         unlabeled_void: for ``test``, mark unlabeled pixels void (255) instead of in-distribution.
+        target: ``"auto"`` (the split's kind), ``"segmentation"`` or ``"ood"`` for any split (e.g. the test
+            split's segmentation labels for mIoU).
     """
 
-    def __init__(self, root: str | Path, split: str = "test", *, unlabeled_void: bool = False) -> None:
+    def __init__(self, root: str | Path, split: str = "test", *, unlabeled_void: bool = False,
+                 target: str = "auto") -> None:
         self.root = Path(root)
         self.split = split
         self.unlabeled_void = unlabeled_void
+        self.target = check_target(target, split)
         if split not in _SPLITS:
             raise DatasetError(f"StreetHazards split {split!r} unknown; choose train, val or test")
         folder, list_name = _SPLITS[split]
@@ -110,6 +115,6 @@ class StreetHazardsDataset(PairDataset):
         self._ood_lut = ood
 
     def _decode(self, image: np.ndarray, raw: np.ndarray, name: str) -> SegSample | OodSample:
-        if self.split == "test":
+        if self.target == "ood":
             return OodSample(image, self._ood_lut[raw], name)
         return SegSample(image, _SEG_LUT[raw], name)
