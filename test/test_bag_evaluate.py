@@ -96,12 +96,12 @@ def test_bag_metrics_equal_offline_metrics(tiny_model: Path, samples, tmp_path: 
 
 
 def test_rate_replay_counts_drops_and_report(tiny_model: Path, samples, tmp_path: Path, ros_domain: int) -> None:
-    """Compressed (png) input at 20x the recorded rate: the node skips frames; drops + answers = sent."""
+    """Compressed (png) input at 1000x the recorded rate (10 frames in ~1 ms): the node must skip frames."""
     from moose_ros.bag.report import write_bag_report
 
     bag = tmp_path / "fast.bag"
     write_bag(samples * 2, bag, BagWriteOptions(image_format="png", rate_hz=10.0))
-    options = ReplayOptions(rate_scale=20.0, threads=1, domain_id=ros_domain, frame_timeout_s=10.0, progress=False)
+    options = ReplayOptions(rate_scale=1000.0, threads=1, domain_id=ros_domain, frame_timeout_s=10.0, progress=False)
     result = replay_bag(bag, tiny_model, options, method="MOoSe", log_dir=tmp_path / "logs")
 
     assert result.frames_sent == 2 * N
