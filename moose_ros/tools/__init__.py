@@ -1,0 +1,1 @@
+"""Command-line tools behind ``moose <command>``: one module per subcommand (see :mod:`moose_ros.cli`)."""
