@@ -105,17 +105,10 @@ def _render_gallery(image: np.ndarray, ood: np.ndarray, maps: Mapping[str, np.nd
     from moose_ros.visualize import normalize_scores, overlay_heatmap
 
     panels: list[tuple[str, np.ndarray]] = [("image", image), ("ground truth", _ood_rgb(ood))]
-    by_score: dict[str, list[str]] = {}
-    for key in maps:
-        by_score.setdefault(split_key(key)[1], []).append(key)
-    for keys in by_score.values():
-        # one display range per score, shared by the methods, so that Global and MOoSe are comparable
-        stacked = np.concatenate([np.asarray(maps[k], np.float32)[::4, ::4].reshape(-1) for k in keys])
-        stacked = stacked[np.isfinite(stacked)]
-        lo, hi = (float(v) for v in np.percentile(stacked, (1.0, 99.0))) if stacked.size else (0.0, 1.0)
-        for key in keys:
-            norm = normalize_scores(maps[key], (lo, hi) if hi > lo else None)
-            panels.append((key, overlay_heatmap(image, norm, alpha=0.6)))
+    for key, score in maps.items():
+        # each map on its own 1st-99th percentile range: Global and MOoSe scores differ in scale (MOoSe averages
+        # K + 1 heads), so a shared range would paint one of them uniformly hot or cold
+        panels.append((key, overlay_heatmap(image, normalize_scores(score), alpha=0.6)))
     return GalleryItem(name=name, panels=panels)
 
 

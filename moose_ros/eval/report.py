@@ -258,7 +258,13 @@ def write_report(
         gdir = out / "gallery"
         gdir.mkdir(exist_ok=True)
         paths["gallery"] = gdir
-        md += ["## Gallery", "", "Columns: image | ground truth (anomaly red, void black) | score overlays.", ""]
+        md += [
+            "## Gallery",
+            "",
+            "Columns: image | ground truth (anomaly red, void black) | score overlays (turbo colour map, each scaled to"
+            " its own 1st-99th percentile).",
+            "",
+        ]
         for i, item in enumerate(gallery_items):
             _plot_gallery_row(gdir / f"{i:03d}.png", item)
             md += [f"![{item.name}](gallery/{i:03d}.png)", ""]
