@@ -54,7 +54,7 @@ def _offline(model: Path, images: list[np.ndarray], oods: list[np.ndarray], scor
     from moose_ros.metrics import OodMetrics
 
     backend = make_backend("onnxruntime-cpu", model, threads=1)
-    pooled, per_image = OodMetrics(protocol="pooled"), OodMetrics(protocol="per_image")
+    pooled, per_image = OodMetrics(protocol="pooled", mode="exact"), OodMetrics(protocol="per_image", mode="exact")
     maps = []
     try:
         for image, ood in zip(images, oods, strict=True):
@@ -72,7 +72,7 @@ def test_bag_metrics_equal_offline_metrics(tiny_model: Path, samples, tmp_path: 
     bag = tmp_path / "drive.bag"
     write_bag(samples, bag, BagWriteOptions(rate_hz=10.0))
     options = ReplayOptions(max_speed=True, threads=1, domain_id=ros_domain, gallery=N, progress=False,
-                            node_params={"score": "entropy"})
+                            node_params={"score": "entropy"}, metrics_mode="exact")
     result = replay_bag(bag, tiny_model, options, method="MOoSe", log_dir=tmp_path / "logs")
 
     assert (result.frames_sent, result.frames_answered, result.frames_dropped) == (N, N, 0)

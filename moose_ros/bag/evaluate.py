@@ -58,7 +58,8 @@ class ReplayOptions:
         backend, threads: the node's ``backend`` and ``threads`` parameters (threads None = backend default).
         image_topic, gt_topic: bag topics (None = found automatically).
         node_params: more node parameters (override the ones derived here).
-        metrics_mode: ``"exact"`` or ``"hist"`` (:class:`~moose_ros.metrics.OodMetrics` ``mode``).
+        metrics_mode: ``"hist"`` (bounded memory, the ``moose eval`` default) or ``"exact"`` (keeps every
+            score), the :class:`~moose_ros.metrics.OodMetrics` ``mode``; ``bins``: its histogram bins.
         gallery: number of frames (evenly spaced) kept for the report's overlay gallery.
         progress: tqdm progress bar on stderr.
     """
@@ -75,7 +76,8 @@ class ReplayOptions:
     image_topic: str | None = None
     gt_topic: str | None = None
     node_params: dict[str, Any] = field(default_factory=dict)
-    metrics_mode: str = "exact"
+    metrics_mode: str = "hist"
+    bins: int = 1 << 17
     gallery: int = 4
     progress: bool = True
 
@@ -86,6 +88,8 @@ class ReplayOptions:
             raise ConfigError("frame_timeout_s and startup_timeout_s must be > 0 seconds")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be >= 1 frame, got {self.limit}")
+        if self.gallery < 0:
+            raise ConfigError(f"gallery must be >= 0 frames, got {self.gallery}")
         if self.threads is not None and self.threads < 0:
             raise ConfigError(f"threads must be >= 0, got {self.threads}")
 
@@ -197,7 +201,9 @@ class _Collector:
         self.first_sent_ns: int | None = None
         self.last_answer_ns: int | None = None
         self.metrics = (
-            {p: OodMetrics(protocol=p, mode=options.metrics_mode) for p in ("pooled", "per_image")} if with_gt else None
+            {p: OodMetrics(protocol=p, mode=options.metrics_mode, bins=options.bins) for p in ("pooled", "per_image")}
+            if with_gt
+            else None
         )
 
     def sent(self, frame: BagFrame, sent_ns: int, keep: bool) -> None:
@@ -299,6 +305,7 @@ def replay_bag(
 
     from moose_ros.backends.onnx_meta import read_meta
     from moose_ros.dds import allocate_domain_id, loopback_env
+    from moose_ros.eval.core import gallery_indices
     from moose_ros.ros.launcher import log_tail, start_node, stop
     from moose_ros.ros.replay import ReplayClient
 
@@ -314,7 +321,7 @@ def replay_bag(
     mode = "max_speed" if options.max_speed else f"rate x{options.rate_scale:g}"
     score = options.node_params.get("score") or read_meta(model).scores[0]
     result = BagEvalResult(str(bag), str(model), method or model.stem, str(score), mode)
-    keep = set(np.linspace(0, total - 1, min(options.gallery, total)).round().astype(int).tolist())
+    keep = set(gallery_indices(total, options.gallery))
     collector = _Collector(result, options, info.ground_truth_topic is not None, info.image_type)
 
     tmp = None

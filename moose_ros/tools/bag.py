@@ -94,6 +94,14 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: a fresh one)")
     p.add_argument("--method", default=None, help="method name in the report (default: the model file stem)")
     p.add_argument("--score", default=None, help="exported score the node publishes (default: the model's first)")
+    p.add_argument(
+        "--mode",
+        choices=("hist", "exact"),
+        default="hist",
+        help="metric accumulation as in `moose eval`: hist (bounded memory, default) or exact (every score kept)",
+    )
+    p.add_argument("--bins", type=int, default=1 << 17, help="histogram bins (even; default 131072)")
+    p.add_argument("--gallery", type=int, default=4, help="frames in the report's overlay gallery (default 4)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -152,6 +160,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         image_topic=args.image_topic,
         gt_topic=args.gt_topic,
         node_params={} if args.score is None else {"score": args.score},
+        metrics_mode=args.mode,
+        bins=args.bins,
+        gallery=args.gallery,
         progress=not args.no_progress,
     )
     result, paths = evaluate_bag(args.bag, model, args.out, options, method=args.method)
