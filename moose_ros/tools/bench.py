@@ -1,0 +1,118 @@
+"""``moose bench infer | node``: inference latency of the fused graphs, or end-to-end latency of the node.
+
+Examples::
+
+    moose bench infer                                   # both architectures, 3 sizes, every available backend
+    moose bench infer --archs deeplabv3_mobilenet_v3_large --sizes 480x640 --repeats 5 --threads 2 --out out/bench
+    moose bench node --sizes 1280x720                   # see moose_ros.ros.bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+from pathlib import Path
+
+__all__ = ["HELP", "add_arguments", "run"]
+
+HELP = "benchmarks: fused-graph inference (global vs MOoSe vs 5-member ensemble) or the ROS node end to end"
+
+LOG = logging.getLogger(__name__)
+
+_NODE_MODULE = "moose_ros.ros.bench"
+
+
+def _add_infer(sub: argparse._SubParsersAction) -> None:
+    from moose_ros.benchmark import VARIANTS
+
+    p = sub.add_parser(
+        "infer",
+        help="median latency of global / MOoSe / ensemble graphs per backend, architecture and size",
+        description="Exports random-weight graphs of each architecture and times them interleaved; prints a "
+        "Markdown table and writes bench_infer.json + bench_infer.md.",
+    )
+    p.add_argument(
+        "--archs",
+        default="deeplabv3_mobilenet_v3_large,deeplabv3_resnet50",
+        help="comma-separated architectures (default: the light default and ResNet-50 DeepLabV3)",
+    )
+    p.add_argument(
+        "--sizes", nargs="+", default=["480x640", "720x1280", "1024x2048"], help="HxW image sizes (default: 3)"
+    )
+    p.add_argument(
+        "--backends",
+        default=None,
+        help="comma-separated backends (default: every available ONNX one; add 'torch' for the eager reference)",
+    )
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {', '.join(VARIANTS)}")
+    p.add_argument("--repeats", type=int, default=5, help="timed rounds per size (default 5)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed rounds per size first (default 1)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads per backend (default: runtime default)")
+    p.add_argument("--ensemble-size", type=int, default=5, help="members of the deep ensemble (default 5)")
+    p.add_argument("--num-classes", type=int, default=19, help="classes C (default 19, Cityscapes)")
+    p.add_argument("--probe-width", type=int, default=None, help="probe width (default: the builder's)")
+    p.add_argument("--probe-depth", type=int, default=None, help="probe depth (default: the builder's)")
+    p.add_argument("--out", type=Path, default=Path("out/bench_infer"), help="output folder (default out/bench_infer)")
+    p.add_argument("--keep-models", type=Path, default=None, help="export the graphs into this folder and keep them")
+    p.set_defaults(_bench=_run_infer)
+
+
+def _add_node(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("node", help="end-to-end latency of moose_node over loopback DDS")
+    try:
+        module = importlib.import_module(_NODE_MODULE)
+    except ImportError as err:  # keep `moose --help` working; say why at run time
+        reason = str(err)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(_bench=lambda args: _unavailable(reason))
+        return
+    module.add_arguments(p)
+    p.set_defaults(_bench=module.run)
+
+
+def _unavailable(reason: str) -> int:
+    from moose_ros.errors import ConfigError
+
+    raise ConfigError(f"moose bench node is unavailable: {_NODE_MODULE} cannot be imported ({reason})")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Subcommands ``infer`` and ``node``."""
+    sub = parser.add_subparsers(dest="bench", metavar="{infer,node}", required=True)
+    _add_infer(sub)
+    _add_node(sub)
+
+
+def _run_infer(args: argparse.Namespace) -> int:
+    from moose_ros.benchmark import BenchConfig, format_markdown, parse_sizes, run_benchmark, write_report
+
+    model_kwargs = {}
+    if args.probe_width is not None:
+        model_kwargs["probe_width"] = args.probe_width
+    if args.probe_depth is not None:
+        model_kwargs["probe_depth"] = args.probe_depth
+    config = BenchConfig(
+        archs=tuple(a.strip() for a in args.archs.split(",") if a.strip()),
+        sizes=parse_sizes(args.sizes),
+        backends=tuple(b.strip() for b in args.backends.split(",")) if args.backends else None,
+        variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()),
+        repeats=args.repeats,
+        warmup=args.warmup,
+        threads=args.threads,
+        ensemble_size=args.ensemble_size,
+        num_classes=args.num_classes,
+        model_kwargs=model_kwargs,
+        workdir=args.keep_models,
+    )
+    report = run_benchmark(config, progress=lambda line: print(line, flush=True))
+    json_path, md_path = write_report(report, args.out)
+    print()
+    print(format_markdown(report))
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch to the chosen benchmark."""
+    return int(args._bench(args) or 0)
