@@ -81,6 +81,9 @@ def test_bag_metrics_equal_offline_metrics(tiny_model: Path, samples, tmp_path: 
     lat = result.latency_ms
     assert 0 < lat["p50"] <= lat["p95"] <= lat["max"] < 30_000
     assert result.fps > 0
+    node = result.node_stats  # the node's own /diagnostics counters agree
+    assert (node["received"], node["processed"], node["dropped"], node["rejected"]) == (N, N, 0, 0)
+    assert node["backend"] == "onnxruntime-cpu" and node["inference_ms"] > 0
 
     frames = list(iter_frames(bag))
     pooled, per_image, maps = _offline(tiny_model, [f.image for f in frames], [f.ood for f in frames], "entropy")
@@ -109,6 +112,10 @@ def test_rate_replay_counts_drops_and_report(tiny_model: Path, samples, tmp_path
     assert result.frames_answered >= 1 and result.frames_dropped >= 1, result.to_dict()
     assert result.pooled is not None and result.pooled["num_images"] == result.frames_answered
     assert len(result.dropped_names) == result.frames_dropped
+    # our drop count = frames lost in transport + frames the node overwrote before processing them
+    node = result.node_stats
+    assert node["processed"] == result.frames_answered
+    assert result.frames_dropped == (result.frames_sent - node["received"]) + node["dropped"]
 
     paths = write_bag_report(tmp_path / "report", [result])
     text = paths["markdown"].read_text()

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 #: node output key -> topic suffix under the node's private namespace
 OUTPUT_SUFFIXES = {"anomaly": "anomaly", "segmentation": "segmentation"}
 LATENCY_PERCENTILES = (50, 90, 95, 99)
+DIAGNOSTICS_TYPE = "diagnostic_msgs/msg/DiagnosticArray"
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,10 @@ class BagEvalResult:
         latency_ms: ``mean``, ``max`` and ``p50``/``p90``/``p95``/``p99`` of publish -> receipt of ``~/anomaly``.
         wall_s: seconds from the first publish to the last answer; ``fps`` = answered / wall_s.
         pooled, per_image: :meth:`OodMetrics.compute` dicts, or None when the bag has no ground truth.
+        node_stats: the node's own counters from ``/diagnostics`` (totals since start: ``received``,
+            ``processed``, ``dropped`` (overwritten before processing), ``rejected``; ``inference_ms`` mean over
+            processed frames; ``backend``), empty when no diagnostics arrived. ``sent - received`` frames were
+            lost in transport.
         curves: pooled PR/ROC arrays for plots (not serialised to JSON).
         gallery: frames for the overlay gallery (not serialised to JSON).
     """
@@ -142,6 +147,7 @@ class BagEvalResult:
     fps: float = 0.0
     pooled: dict[str, Any] | None = None
     per_image: dict[str, Any] | None = None
+    node_stats: dict[str, Any] = field(default_factory=dict)
     curves: dict[str, np.ndarray] | None = None
     gallery: list[GalleryFrame] = field(default_factory=list)
 
@@ -199,6 +205,8 @@ class _Collector:
         self.gallery_wait: dict[int, GalleryFrame] = {}
         self.latencies: list[float] = []
         self.first_sent_ns: int | None = None
+        self._infer_weighted = 0.0  # sum of inference_ms x frames processed in that diagnostics period
+        self._infer_frames = 0
         self.last_answer_ns: int | None = None
         self.metrics = (
             {p: OodMetrics(protocol=p, mode=options.metrics_mode, bins=options.bins) for p in ("pooled", "per_image")}
@@ -221,6 +229,9 @@ class _Collector:
         return stamp_ns not in self.pending
 
     def handle(self, key: str, payload: bytes, receipt_ns: int) -> None:
+        if key == "diagnostics":
+            self._diagnostics(payload)
+            return
         msg = deserialize(payload, IMAGE_TYPE, where=f"node output '{key}'")
         stamp = header_stamp_ns(msg)
         if key == "segmentation":
@@ -253,6 +264,33 @@ class _Collector:
             kept = GalleryFrame(frame.name, stamp, image, frame.ood, score)
             self.result.gallery.append(kept)
             self.gallery_wait[stamp] = kept
+
+    def _diagnostics(self, payload: bytes) -> None:
+        """Keep the node's totals from its ``/diagnostics`` status (first camera)."""
+        msg = deserialize(payload, DIAGNOSTICS_TYPE, where="/diagnostics")
+        if not len(msg.status):
+            return
+        values = {kv.key: kv.value for kv in msg.status[0].values}
+        stats = self.result.node_stats
+        try:
+            totals = {k: int(values[k]) for k in ("received", "processed", "dropped", "rejected")}
+        except (KeyError, ValueError):
+            return
+        new_frames = totals["processed"] - int(stats.get("processed", 0))
+        try:
+            infer = float(values.get("inference_ms", "n/a"))
+        except ValueError:
+            infer = math.nan
+        if new_frames > 0 and math.isfinite(infer):
+            self._infer_weighted += infer * new_frames
+            self._infer_frames += new_frames
+        stats.update(totals)
+        stats["backend"] = values.get("backend", "")
+        stats["inference_ms"] = self._infer_weighted / self._infer_frames if self._infer_frames else math.nan
+
+    def node_counts_final(self) -> bool:
+        """True once the node's diagnostics account for every answer received."""
+        return int(self.result.node_stats.get("processed", -1)) >= self.result.frames_answered
 
     def _drop(self, entry: _Pending) -> None:
         self.result.frames_dropped += 1
@@ -340,7 +378,8 @@ def replay_bag(
     outputs = {key: f"/moose_node/{suffix}" for key, suffix in OUTPUT_SUFFIXES.items()}
     try:
         with ReplayClient(
-            domain_id=domain, input_topic=info.image_topic, input_type=info.image_type, outputs=outputs
+            domain_id=domain, input_topic=info.image_topic, input_type=info.image_type, outputs=outputs,
+            diagnostics_topic="/diagnostics",
         ) as client:
             try:
                 client.wait_connected(
@@ -403,9 +442,13 @@ def _run_replay(
         deadline = time.monotonic() + options.frame_timeout_s
         while collector.pending and time.monotonic() < deadline and proc.poll() is None:
             drain(0.05)
-        # the segmentation of the last gallery frame follows its anomaly output closely
+        # the segmentation of the last gallery frame follows its anomaly output closely; the node's diagnostics
+        # (1 Hz by default) follow within a period
         end = time.monotonic() + 0.5
         while collector.gallery_wait and time.monotonic() < end:
+            drain(0.05)
+        end = time.monotonic() + 2.5
+        while not collector.node_counts_final() and time.monotonic() < end and proc.poll() is None:
             drain(0.05)
     finally:
         if bar is not None:
@@ -422,6 +465,12 @@ def format_summary(result: BagEvalResult) -> str:
         f"  latency publish->receipt ms: p50 {lat.get('p50', float('nan')):.1f}, p95 {lat.get('p95', float('nan')):.1f}"
         f", p99 {lat.get('p99', float('nan')):.1f}, max {lat.get('max', float('nan')):.1f}",
     ]
+    n = result.node_stats
+    if n:
+        lines.append(
+            f"  node ({n.get('backend', '?')}): received {n['received']}, processed {n['processed']}, overwritten "
+            f"{n['dropped']}, rejected {n['rejected']}; inference {n.get('inference_ms', float('nan')):.1f} ms mean"
+        )
     if result.pooled is None:
         lines.append("  no ground truth in the bag: latency report only")
     else:

@@ -64,6 +64,23 @@ def _latency_section(results: Sequence[BagEvalResult]) -> str:
         "DDS (loopback profile) in the replay process. Dropped: sent but never answered (the node keeps only the "
         "newest frame). fps: answered frames / (first publish -> last answer).",
     ]
+    lines += [
+        "",
+        "The node's own counters (`/diagnostics`, totals at the end of the replay):",
+        "",
+        "| Method | score | backend | received | processed | overwritten (latest wins) | rejected "
+        "| lost in transport | inference ms (mean) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        n = r.node_stats
+        if not n:
+            lines.append(f"| {r.method} | {r.score} | no diagnostics received |  |  |  |  |  |  |")
+            continue
+        lines.append(
+            f"| {r.method} | {r.score} | {n.get('backend', '')} | {n['received']} | {n['processed']} "
+            f"| {n['dropped']} | {n['rejected']} | {r.frames_sent - n['received']} | {_ms(n.get('inference_ms'))} |"
+        )
     dropped = [(r, r.dropped_names) for r in results if r.dropped_names]
     for r, names in dropped:
         shown = ", ".join(names[:10]) + (f", ... ({len(names)} in all)" if len(names) > 10 else "")

@@ -71,6 +71,8 @@ class ReplayClient:
         input_topic: topic the node subscribes to (after remapping), e.g. ``/camera/image``.
         input_type: ``sensor_msgs/msg/Image`` or ``sensor_msgs/msg/CompressedImage``.
         outputs: key -> output topic (sensor_msgs/Image), e.g. ``{"anomaly": "/moose_node/anomaly"}``.
+        diagnostics_topic: also receive this ``diagnostic_msgs/DiagnosticArray`` topic under the key
+            ``"diagnostics"`` (None: do not subscribe).
         reliable_input: publish reliably (a best-effort subscriber still matches).
         input_depth: publisher history depth.
 
@@ -86,10 +88,12 @@ class ReplayClient:
         outputs: Mapping[str, str],
         reliable_input: bool = True,
         input_depth: int = 1,
+        diagnostics_topic: str | None = None,
         node_name: str = "moose_bag_replay",
     ) -> None:
         use_loopback_profile()
         import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
@@ -112,6 +116,10 @@ class ReplayClient:
                 )
                 for key, topic in outputs.items()
             }
+            if diagnostics_topic is not None:
+                self._diagnostics = self._node.create_subscription(
+                    DiagnosticArray, diagnostics_topic, lambda data: self._on_output("diagnostics", data), 10, raw=True
+                )
             self._executor = SingleThreadedExecutor(context=self._context)
             self._executor.add_node(self._node)
         except BaseException:
