@@ -409,10 +409,13 @@ def _run_replay(
 
     def drain(timeout_s: float) -> None:
         for item in client.take(timeout_s):
-            before = collector.result.frames_answered
             collector.handle(item.key, item.payload, item.receipt_ns)
-            if bar is not None and collector.result.frames_answered > before:
-                bar.update(collector.result.frames_answered - before)
+        if bar is not None:
+            r = collector.result
+            done = r.frames_answered + r.frames_dropped
+            if done > bar.n:
+                bar.set_postfix(dropped=r.frames_dropped, refresh=False)
+                bar.update(done - bar.n)
 
     frames = iter_frames(bag, image_topic=info.image_topic, gt_topic=info.ground_truth_topic, decode_images=False)
     t0_wall: int | None = None
