@@ -43,6 +43,7 @@ setup(
         "rosbags>=0.10",
         "tqdm>=4.60",
         "matplotlib>=3.7",
+        "scipy>=1.10",
     ],
     extras_require={
         # ONNX Runtime for CPU (the embedded default). Never together with the `gpu` extra.
