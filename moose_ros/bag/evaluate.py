@@ -19,18 +19,16 @@ Two pacing modes:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from moose_ros.bag.messages import COMPRESSED_TYPE, IMAGE_TYPE, deserialize, header_stamp_ns, image_to_array
-from moose_ros.bag.reader import BagFrame, inspect_bag, iter_frames
+from moose_ros.bag.collect import BagEvalResult, GalleryFrame, OutputCollector
+from moose_ros.bag.messages import COMPRESSED_TYPE
+from moose_ros.bag.reader import inspect_bag, iter_frames
 from moose_ros.errors import ConfigError, DatasetError, MooseError
 
 __all__ = ["BagEvalResult", "GalleryFrame", "ReplayOptions", "evaluate_bag", "format_summary", "replay_bag"]
@@ -39,8 +37,6 @@ log = logging.getLogger(__name__)
 
 #: node output key -> topic suffix under the node's private namespace
 OUTPUT_SUFFIXES = {"anomaly": "anomaly", "segmentation": "segmentation"}
-LATENCY_PERCENTILES = (50, 90, 95, 99)
-DIAGNOSTICS_TYPE = "diagnostic_msgs/msg/DiagnosticArray"
 
 
 @dataclass(frozen=True)
@@ -95,86 +91,6 @@ class ReplayOptions:
             raise ConfigError(f"threads must be >= 0, got {self.threads}")
 
 
-@dataclass
-class GalleryFrame:
-    """A frame kept for the report: uint8 [H,W,3] image, uint8 [H,W] ood (or None), float32 [H,W] score,
-    uint8 [H,W] labels (or None when that output never came)."""
-
-    name: str
-    stamp_ns: int
-    image: np.ndarray
-    ood: np.ndarray | None
-    score: np.ndarray
-    labels: np.ndarray | None = None
-
-
-@dataclass
-class BagEvalResult:
-    """What a replay measured.
-
-    Attributes:
-        bag, model: inputs; method: the method's name in reports (e.g. "MOoSe"); score: the anomaly score the
-            node published on ``~/anomaly``.
-        mode: ``"max_speed"`` or ``"rate x<scale>"``.
-        frames_sent, frames_answered, frames_dropped: counts; dropped = sent and never answered.
-        frames_with_ground_truth: answered frames that had ground truth (the metrics' images).
-        dropped_names: names of the dropped frames.
-        unmatched_outputs: outputs whose stamp matched no frame sent in this replay.
-        latency_ms: ``mean``, ``max`` and ``p50``/``p90``/``p95``/``p99`` of publish -> receipt of ``~/anomaly``.
-        wall_s: seconds from the first publish to the last answer; ``fps`` = answered / wall_s.
-        pooled, per_image: :meth:`OodMetrics.compute` dicts, or None when the bag has no ground truth.
-        node_stats: the node's own counters from ``/diagnostics`` (totals since start: ``received``,
-            ``processed``, ``dropped`` (overwritten before processing), ``rejected``; ``inference_ms`` mean over
-            processed frames; ``backend``), empty when no diagnostics arrived. ``sent - received`` frames were
-            lost in transport.
-        curves: pooled PR/ROC arrays for plots (not serialised to JSON).
-        gallery: frames for the overlay gallery (not serialised to JSON).
-    """
-
-    bag: str
-    model: str
-    method: str
-    score: str
-    mode: str
-    frames_sent: int = 0
-    frames_answered: int = 0
-    frames_dropped: int = 0
-    frames_with_ground_truth: int = 0
-    dropped_names: list[str] = field(default_factory=list)
-    unmatched_outputs: int = 0
-    latency_ms: dict[str, float] = field(default_factory=dict)
-    wall_s: float = 0.0
-    fps: float = 0.0
-    pooled: dict[str, Any] | None = None
-    per_image: dict[str, Any] | None = None
-    node_stats: dict[str, Any] = field(default_factory=dict)
-    curves: dict[str, np.ndarray] | None = None
-    gallery: list[GalleryFrame] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (no arrays)."""
-        out = asdict(self)
-        out.pop("curves")
-        out.pop("gallery")
-        return json.loads(json.dumps(out, default=float))
-
-
-@dataclass
-class _Pending:
-    frame: BagFrame
-    sent_ns: int
-    keep: bool  # gallery frame
-
-
-def _latency_summary(latencies_ms: list[float]) -> dict[str, float]:
-    if not latencies_ms:
-        return {"mean": float("nan"), "max": float("nan"), **{f"p{p}": float("nan") for p in LATENCY_PERCENTILES}}
-    arr = np.asarray(latencies_ms, dtype=np.float64)
-    out = {"mean": float(arr.mean()), "max": float(arr.max())}
-    out.update({f"p{p}": float(np.percentile(arr, p)) for p in LATENCY_PERCENTILES})
-    return out
-
-
 def _node_params(model: Path, options: ReplayOptions, compressed: bool) -> dict[str, Any]:
     params: dict[str, Any] = {
         "model": str(model),
@@ -191,132 +107,6 @@ def _node_params(model: Path, options: ReplayOptions, compressed: bool) -> dict[
     }
     params.update(options.node_params)
     return params
-
-
-class _Collector:
-    """Matches node outputs to sent frames by stamp; feeds metrics; tracks latency, drops and the gallery."""
-
-    def __init__(self, result: BagEvalResult, options: ReplayOptions, with_gt: bool, image_type: str) -> None:
-        from moose_ros.metrics import OodMetrics
-
-        self.result = result
-        self.image_type = image_type
-        self.pending: dict[int, _Pending] = {}
-        self.gallery_wait: dict[int, GalleryFrame] = {}
-        self.latencies: list[float] = []
-        self.first_sent_ns: int | None = None
-        self._infer_weighted = 0.0  # sum of inference_ms x frames processed in that diagnostics period
-        self._infer_frames = 0
-        self.last_answer_ns: int | None = None
-        self.metrics = (
-            {p: OodMetrics(protocol=p, mode=options.metrics_mode, bins=options.bins) for p in ("pooled", "per_image")}
-            if with_gt
-            else None
-        )
-
-    def sent(self, frame: BagFrame, sent_ns: int, keep: bool) -> None:
-        if frame.stamp_ns in self.pending:
-            raise DatasetError(
-                f"frames '{self.pending[frame.stamp_ns].frame.name}' and '{frame.name}' share the stamp "
-                f"{frame.stamp_ns} ns; outputs are matched by stamp, so stamps must be unique"
-            )
-        self.pending[frame.stamp_ns] = _Pending(frame, sent_ns, keep)
-        self.result.frames_sent += 1
-        if self.first_sent_ns is None:
-            self.first_sent_ns = sent_ns
-
-    def answered(self, stamp_ns: int) -> bool:
-        return stamp_ns not in self.pending
-
-    def handle(self, key: str, payload: bytes, receipt_ns: int) -> None:
-        if key == "diagnostics":
-            self._diagnostics(payload)
-            return
-        msg = deserialize(payload, IMAGE_TYPE, where=f"node output '{key}'")
-        stamp = header_stamp_ns(msg)
-        if key == "segmentation":
-            if stamp in self.gallery_wait:
-                self.gallery_wait.pop(stamp).labels = image_to_array(msg, where="node output 'segmentation'")
-            return
-        entry = self.pending.pop(stamp, None)
-        if entry is None:
-            self.result.unmatched_outputs += 1
-            return
-        # latest frame wins in the node: an answer to this frame means every earlier unanswered one was skipped
-        for old in [s for s, p in self.pending.items() if p.frame.index < entry.frame.index]:
-            self._drop(self.pending.pop(old))
-        score = image_to_array(msg, where="node output 'anomaly'")
-        self.latencies.append((receipt_ns - entry.sent_ns) / 1e6)
-        self.last_answer_ns = receipt_ns
-        self.result.frames_answered += 1
-        frame = entry.frame
-        if self.metrics is not None and frame.ood is not None:
-            if score.shape != frame.ood.shape:
-                raise ConfigError(
-                    f"node output for frame '{frame.name}' is {score.shape[1]}x{score.shape[0]} but its ground truth "
-                    f"is {frame.ood.shape[1]}x{frame.ood.shape[0]}; leave the node's output_size at [0, 0]"
-                )
-            for metric in self.metrics.values():
-                metric.update(score, frame.ood)
-            self.result.frames_with_ground_truth += 1
-        if entry.keep:
-            image = frame.image if frame.image is not None else _decode_frame(frame, self.image_type)
-            kept = GalleryFrame(frame.name, stamp, image, frame.ood, score)
-            self.result.gallery.append(kept)
-            self.gallery_wait[stamp] = kept
-
-    def _diagnostics(self, payload: bytes) -> None:
-        """Keep the node's totals from its ``/diagnostics`` status (first camera)."""
-        msg = deserialize(payload, DIAGNOSTICS_TYPE, where="/diagnostics")
-        if not len(msg.status):
-            return
-        values = {kv.key: kv.value for kv in msg.status[0].values}
-        stats = self.result.node_stats
-        try:
-            totals = {k: int(values[k]) for k in ("received", "processed", "dropped", "rejected")}
-        except (KeyError, ValueError):
-            return
-        new_frames = totals["processed"] - int(stats.get("processed", 0))
-        try:
-            infer = float(values.get("inference_ms", "n/a"))
-        except ValueError:
-            infer = math.nan
-        if new_frames > 0 and math.isfinite(infer):
-            self._infer_weighted += infer * new_frames
-            self._infer_frames += new_frames
-        stats.update(totals)
-        stats["backend"] = values.get("backend", "")
-        stats["inference_ms"] = self._infer_weighted / self._infer_frames if self._infer_frames else math.nan
-
-    def node_counts_final(self) -> bool:
-        """True once the node's diagnostics account for every answer received."""
-        return int(self.result.node_stats.get("processed", -1)) >= self.result.frames_answered
-
-    def _drop(self, entry: _Pending) -> None:
-        self.result.frames_dropped += 1
-        self.result.dropped_names.append(entry.frame.name)
-
-    def finish(self) -> None:
-        for entry in sorted(self.pending.values(), key=lambda p: p.frame.index):
-            self._drop(entry)
-        self.pending.clear()
-        r = self.result
-        r.latency_ms = _latency_summary(self.latencies)
-        if self.first_sent_ns is not None and self.last_answer_ns is not None:
-            r.wall_s = (self.last_answer_ns - self.first_sent_ns) / 1e9
-            r.fps = r.frames_answered / r.wall_s if r.wall_s > 0 else float("nan")
-        if self.metrics is not None and r.frames_with_ground_truth:
-            r.pooled = self.metrics["pooled"].compute()
-            r.per_image = self.metrics["per_image"].compute()
-            r.curves = self.metrics["pooled"].curves()
-
-
-def _decode_frame(frame: BagFrame, msgtype: str) -> np.ndarray:
-    """uint8 [H, W, 3] RGB of a frame read without decoding."""
-    from moose_ros.bag.messages import message_to_array
-
-    msg = deserialize(frame.raw, msgtype, where=f"frame '{frame.name}'")
-    return message_to_array(msg, msgtype, where=f"frame '{frame.name}'")
 
 
 def replay_bag(
@@ -360,7 +150,10 @@ def replay_bag(
     score = options.node_params.get("score") or read_meta(model).scores[0]
     result = BagEvalResult(str(bag), str(model), method or model.stem, str(score), mode)
     keep = set(gallery_indices(total, options.gallery))
-    collector = _Collector(result, options, info.ground_truth_topic is not None, info.image_type)
+    collector = OutputCollector(
+        result, with_gt=info.ground_truth_topic is not None, image_type=info.image_type,
+        metrics_mode=options.metrics_mode, bins=options.bins,
+    )
 
     tmp = None
     if log_dir is None:
@@ -397,7 +190,7 @@ def replay_bag(
 
 
 def _run_replay(
-    client: Any, collector: _Collector, bag: Path, options: ReplayOptions, total: int, keep: set[int],
+    client: Any, collector: OutputCollector, bag: Path, options: ReplayOptions, total: int, keep: set[int],
     info: Any, proc: Any,
 ) -> None:
     """Send the frames (paced by ``options``) and feed every answer to ``collector``."""
