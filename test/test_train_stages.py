@@ -110,3 +110,20 @@ def test_base_stage_trains_the_trunk_and_never_touches_probes(tmp_path: Path, da
     bn_stats = [k for k in probe_keys if k.endswith(("running_mean", "running_var"))]
     assert bn_stats and all(torch.equal(fresh[k], init[k]) for k in bn_stats)
     assert any(not torch.equal(fresh[k], init[k]) for k in trunk_keys if k.endswith("running_mean"))
+
+
+@pytest.mark.parametrize("stage", ["probes", "refit"])
+def test_cached_features_train_the_same_heads_as_full_forward_passes(
+    tmp_path: Path, data_root: Path, stage: str
+) -> None:
+    base = random_base(tmp_path / "base.pt")
+    recipe = write_recipe(tmp_path / "r.yaml", data_root, **{stage: {"steps": 3, "lr": 0.1}})
+    plain = train_stage(load_config(recipe), stage, tmp_path / "plain", init=base, progress=False)
+    cached = train_stage(load_config(recipe, [f"{stage}.cache_features=true"]), stage, tmp_path / "cached",
+                         init=base, progress=False)
+    a, b = snapshot(plain.model), snapshot(cached.model)
+    start = snapshot(load_checkpoint(base)[0])
+    trained = [k for k in a if not torch.equal(a[k], start[k])]
+    assert trained  # the stage changed something
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=f"{stage}: {k}")

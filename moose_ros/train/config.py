@@ -53,7 +53,8 @@ class DataConfig:
         train_split, val_split: split names passed to the reader.
         val_limit: evaluate only the first N validation images (None = all).
         ood_kind, ood_root, ood_split: the held-out OoD test set used by the OoD table (not by training).
-        synth_seed: seed the SynthStreet data was generated with (recorded in checkpoint meta; informative).
+        synth_seed, ood_seed: seeds the SynthStreet train/val and OoD test data were generated with (recorded in
+            checkpoint meta; informative).
     """
 
     kind: str = "cityscapes"
@@ -65,6 +66,7 @@ class DataConfig:
     ood_root: str | None = None
     ood_split: str | None = None
     synth_seed: int | None = None
+    ood_seed: int | None = None
 
 
 @dataclass(frozen=True)

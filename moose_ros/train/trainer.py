@@ -72,7 +72,7 @@ def resolve_init(stage: str, scfg: StageConfig, out_dir: Path, init: str | Path 
 
 
 def _build_model(cfg: TrainConfig, stage: str, init: Path | None) -> tuple[nn.Module, Any]:
-    from moose_ros.data.cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_COLORS
+    from moose_ros.data import CITYSCAPES_CLASSES, CITYSCAPES_COLORS
     from moose_ros.model import CheckpointMeta, build_model, load_checkpoint
 
     if init is not None:
@@ -124,21 +124,25 @@ def _amp_setup(scfg: StageConfig, device: torch.device) -> tuple[torch.dtype | N
     return torch.bfloat16, False
 
 
+def _to_device(value: Any, device: torch.device, channels_last: bool) -> Any:
+    """Move a batch tensor (or a list of them) to ``device``, 4-D tensors optionally channels-last."""
+    if isinstance(value, (list, tuple)):
+        return [_to_device(v, device, channels_last) for v in value]
+    value = value.to(device, non_blocking=True)
+    if channels_last and value.dim() == 4:
+        value = value.contiguous(memory_format=torch.channels_last)
+    return value
+
+
 def _seed_step(seed: int, rank: int, step: int) -> None:
     torch.manual_seed((seed * 1_000_003 + rank * 7_919 + step) % (2**63))
 
 
 def _open_split(cfg: TrainConfig, split: str | None) -> Any:
+    from moose_ros.data import open_dataset
+
     if split is None:
         return None
-    try:
-        from moose_ros.data import open_dataset
-    except ImportError:  # data package without its index yet: Cityscapes layout only
-        from moose_ros.data.cityscapes import CityscapesDataset
-
-        if cfg.data.kind != "cityscapes":
-            raise
-        return CityscapesDataset(cfg.data.root, split)
     return open_dataset(cfg.data.kind, cfg.data.root, split)
 
 
@@ -212,16 +216,31 @@ def train_stage(
         elapsed_before = float(state.get("seconds", 0.0))
         log.info("resuming %s at step %d of %d", stage, step, scfg.steps)
 
-    net: nn.Module = model
+    samples = _open_split(cfg, cfg.data.train_split)
+    caching = scfg.cache_features
+    if caching and stage == "base":
+        raise ConfigError("base.cache_features=true: caching needs a frozen trunk (stages probes, refit only)")
+    train_module: nn.Module = model
+    if caching:
+        from moose_ros.train.cache import CachedHeads, FeatureCache, cache_key, cached_features
+
+        train_set = cached_features(
+            cache_key(start_from, cfg.data.root, cfg.data.train_split, scfg.resize, scfg.flip),
+            lambda: FeatureCache(model, samples, mean=meta.mean, std=meta.std, resize=scfg.resize, flip=scfg.flip,
+                                 device=dev, channels_last=scfg.channels_last,
+                                 progress=progress and dist_info.is_main),
+        )
+        train_module = CachedHeads(model, stage)
+    else:
+        train_set = SegTrainSet(
+            samples, AugmentConfig(resize=scfg.resize, scale=scfg.scale, crop=scfg.crop, flip=scfg.flip),
+            mean=meta.mean, std=meta.std, seed=cfg.seed,
+        )
+    net: nn.Module = train_module
     if dist_info.distributed:
         ids = [dev.index] if dev.type == "cuda" else None
-        net = nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+        net = nn.parallel.DistributedDataParallel(train_module, device_ids=ids, broadcast_buffers=False)
 
-    train_set = SegTrainSet(
-        _open_split(cfg, cfg.data.train_split),
-        AugmentConfig(resize=scfg.resize, scale=scfg.scale, crop=scfg.crop, flip=scfg.flip),
-        mean=meta.mean, std=meta.std, seed=cfg.seed,
-    )
     val_set = _open_split(cfg, cfg.data.val_split)
     sampler = ShardedBatchSampler(
         len(train_set), scfg.batch_size, total_steps=scfg.steps, seed=cfg.seed, rank=dist_info.rank,
@@ -277,29 +296,27 @@ def train_stage(
     set_stage_mode(model, stage, True)
     bar = tqdm(total=scfg.steps, initial=step, desc=stage, disable=not (progress and dist_info.is_main),
                dynamic_ncols=True)
-    micro_batches: list[tuple[torch.Tensor, torch.Tensor]] = []
+    micro_batches: list[tuple[Any, ...]] = []
     loss_avg, seen, t_window = None, 0, time.monotonic()
     stop = False
-    for images, labels in loader:
-        micro_batches.append((images, labels))
+    for batch in loader:
+        micro_batches.append(tuple(batch))
         if len(micro_batches) < scfg.accum:
             continue
         _seed_step(cfg.seed, dist_info.rank, step)
-        valid = torch.tensor([float(sum(int((lb != meta.ignore_index).sum()) for _, lb in micro_batches))],
+        valid = torch.tensor([float(sum(int((mb[-1] != meta.ignore_index).sum()) for mb in micro_batches))],
                              dtype=torch.float64, device=dev)
         total_valid = float(D.all_reduce_sum(valid).item())
         norm = max(total_valid, 1.0) / dist_info.world_size
         step_loss = 0.0
-        for a, (x, y) in enumerate(micro_batches):
-            x = x.to(dev, non_blocking=True)
-            y = y.to(dev, non_blocking=True)
-            if scfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+        for a, mb in enumerate(micro_batches):
+            inputs = [_to_device(v, dev, scfg.channels_last) for v in mb[:-1]]
+            y = mb[-1].to(dev, non_blocking=True)
             sync = a == len(micro_batches) - 1 or not dist_info.distributed
             ctx = contextlib.nullcontext() if sync else net.no_sync()
             with ctx:
                 with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    outputs = net(x)
+                    outputs = net(*inputs)
                 loss = sum(seg_loss_sum(lg, y, meta.ignore_index) for lg in head_logits(outputs, stage)) / norm
                 scaler.scale(loss).backward()
             step_loss += float(loss.detach()) / dist_info.world_size
