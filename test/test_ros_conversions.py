@@ -125,3 +125,49 @@ def test_resize_nearest_and_bilinear() -> None:
     np.testing.assert_allclose(down, big, atol=1e-6)  # 2x box-upsampled then halved = exact
     rgb = scene_image(8, 8)
     assert conv.resize_bilinear(rgb, 4, 16).dtype == np.uint8
+
+
+@pytest.mark.parametrize("frame_id", ["", "c", "cam", "camera_optical_frame"])
+def test_cdr_matches_rclpy_serialization(frame_id: str) -> None:
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import CompressedImage, Image
+    from std_msgs.msg import Header
+
+    from moose_ros.ros import cdr
+
+    header = Header(frame_id=frame_id)
+    header.stamp.sec, header.stamp.nanosec = 1_700_000_123, 456_789
+    arrays = [np.random.default_rng(0).random((3, 5)).astype(np.float32), np.arange(15, dtype=np.uint8).reshape(3, 5),
+              scene_image(2, 3)]
+    for array in arrays:
+        reference = conv.numpy_to_image_msg(array, header)
+        mine = cdr.serialize_image(1_700_000_123, 456_789, frame_id, array)
+        assert deserialize_message(mine, Image) == reference
+        parsed = cdr.parse_image(serialize_message(reference))
+        assert (parsed.stamp_ns, parsed.frame_id, parsed.encoding) == (1_700_000_123_000_456_789, frame_id,
+                                                                       reference.encoding)
+        assert (parsed.height, parsed.width, parsed.step) == (reference.height, reference.width, reference.step)
+        assert parsed.data.tobytes() == array.tobytes() and not parsed.data.flags.writeable
+    padded = raw_image_msg(scene_image(5, 7), "bgra8", frame_id=frame_id, sec=3, pad=3)
+    parsed = cdr.parse_image(serialize_message(padded))
+    np.testing.assert_array_equal(
+        conv.decode_image(parsed.data, parsed.height, parsed.width, parsed.step, parsed.encoding),
+        conv.image_msg_to_rgb(padded))
+    compressed = CompressedImage(format="png", data=b"\x89PNG....")
+    compressed.header = header
+    got = cdr.parse_compressed(serialize_message(compressed))
+    assert (got.frame_id, got.format, got.data.tobytes()) == (frame_id, "png", b"\x89PNG....")
+
+
+def test_cdr_rejects_garbage() -> None:
+    from rclpy.serialization import serialize_message
+
+    from moose_ros.ros import cdr
+
+    raw = serialize_message(raw_image_msg(scene_image(4, 4), "rgb8", frame_id="cam", sec=1))
+    for bad in (b"", b"\x07\x07\x00\x00abcd", raw[:40], raw[:-1]):
+        with pytest.raises(MessageError) as info:
+            cdr.parse_image(bad)
+        assert info.value.reason == "cdr"
+    with pytest.raises(MessageError):
+        cdr.serialize_image(0, 0, "x", np.zeros((2, 2), np.int16))

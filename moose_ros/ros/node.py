@@ -6,7 +6,9 @@ input header, ``~/[<camera>/]segmentation`` (mono8 class ids), ``.../segmentatio
 
 Latest frame wins: callbacks only keep the newest message per camera (overwriting an unprocessed one counts a
 drop); one worker thread decodes, runs the shared backend and publishes. Raw outputs go out first, colour images
-(computed only when subscribed) after them. Parameters: :mod:`moose_ros.ros.params`.
+(computed only when subscribed) after them. Images travel as serialized CDR (:mod:`moose_ros.ros.cdr`): inputs are
+read zero-copy and outputs built with one copy, skipping rclpy's message conversion. Parameters:
+:mod:`moose_ros.ros.params`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
 from moose_ros.errors import ConfigError, MooseError
+from moose_ros.ros import cdr
 from moose_ros.ros import conversions as conv
 from moose_ros.ros.diagnostics import CameraStats, build_status
 from moose_ros.ros.params import (
@@ -60,7 +63,7 @@ class _Camera:
         self.stats = CameraStats()
         self.publishers: dict[str, Any] = {}
         self.subscriptions: list[Any] = []
-        self.pending: tuple[Any, bool] | None = None  # (message, compressed)
+        self.pending: tuple[bytes, bool] | None = None  # (serialized message, compressed)
 
 
 class MooseNode(Node):
@@ -93,11 +96,11 @@ class MooseNode(Node):
                     cam.publishers[key] = self.create_publisher(Image, f"~/{cam.prefix}{suffix}", out_qos)
             if self.config.input_transport in ("raw", "both"):
                 cam.subscriptions.append(self.create_subscription(
-                    Image, f"{cam.prefix}image", lambda m, c=cam: self._on_message(c, m, False), in_qos))
+                    Image, f"{cam.prefix}image", lambda m, c=cam: self._on_message(c, m, False), in_qos, raw=True))
             if self.config.input_transport in ("compressed", "both"):
                 cam.subscriptions.append(self.create_subscription(
                     CompressedImage, f"{cam.prefix}image/compressed", lambda m, c=cam: self._on_message(c, m, True),
-                    in_qos))
+                    in_qos, raw=True))
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(self.config.diagnostics_period, self._publish_diagnostics)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -111,7 +114,7 @@ class MooseNode(Node):
         )
 
     # -- callbacks (executor thread) ---------------------------------------------------------------------------
-    def _on_message(self, cam: _Camera, msg: Any, compressed: bool) -> None:
+    def _on_message(self, cam: _Camera, msg: bytes, compressed: bool) -> None:
         with self._cond:
             replaced = cam.pending is not None
             cam.pending = (msg, compressed)
@@ -162,12 +165,15 @@ class MooseNode(Node):
                 cam.stats.on_rejected(str(err))
                 self._log_rejection(cam, getattr(err, "reason", type(err).__name__), err)
 
-    def _process(self, cam: _Camera, msg: Any, compressed: bool) -> None:
+    def _process(self, cam: _Camera, raw: bytes, compressed: bool) -> None:
         config = self.config
         if compressed:
-            rgb = conv.compressed_to_rgb(msg, max_pixels=config.max_pixels)
+            msg: cdr.CdrImage | cdr.CdrCompressed = cdr.parse_compressed(raw)
+            rgb = conv.compressed_to_rgb(msg.data, max_pixels=config.max_pixels)
         else:
-            rgb = conv.image_msg_to_rgb(msg, max_pixels=config.max_pixels)
+            msg = cdr.parse_image(raw)
+            rgb = conv.decode_image(msg.data, msg.height, msg.width, msg.step, msg.encoding,
+                                    max_pixels=config.max_pixels)
         wanted = {key: pub for key, pub in cam.publishers.items() if pub.get_subscription_count() > 0}
         if not wanted:
             return
@@ -179,25 +185,24 @@ class MooseNode(Node):
         height, width = config.output_size or rgb.shape[:2]
         labels = conv.resize_nearest(labels, height, width)
         scores = conv.resize_bilinear(scores, height, width)
-        header = msg.header
+        header = (msg.stamp_sec, msg.stamp_nanosec, msg.frame_id)
         if "anomaly" in wanted:
-            wanted["anomaly"].publish(conv.numpy_to_image_msg(scores, header))
+            wanted["anomaly"].publish(cdr.serialize_image(*header, scores))
         if "segmentation" in wanted:
-            wanted["segmentation"].publish(conv.numpy_to_image_msg(labels, header))
+            wanted["segmentation"].publish(cdr.serialize_image(*header, labels))
         if "mask" in wanted:
             mask = (scores > np.float32(config.threshold)).view(np.uint8) * np.uint8(255)
-            wanted["mask"].publish(conv.numpy_to_image_msg(mask, header))
+            wanted["mask"].publish(cdr.serialize_image(*header, mask))
         if "color" in wanted:
-            wanted["color"].publish(conv.numpy_to_image_msg(np.take(self._palette, labels, axis=0), header))
+            wanted["color"].publish(cdr.serialize_image(*header, np.take(self._palette, labels, axis=0)))
         if "overlay" in wanted:
             image = conv.resize_bilinear(rgb, height, width)
             value_range = display_range(score_name, self.backend.meta.extra, config.score_range)
             heat = overlay_heatmap(
                 image, normalize_scores(scores, value_range), alpha=config.overlay_alpha, cmap=colormap(config.colormap)
             )
-            wanted["overlay"].publish(conv.numpy_to_image_msg(heat, header))
-        stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-        latency_ms = (self.get_clock().now().nanoseconds - stamp_ns) / 1e6
+            wanted["overlay"].publish(cdr.serialize_image(*header, heat))
+        latency_ms = (self.get_clock().now().nanoseconds - msg.stamp_ns) / 1e6
         cam.stats.on_processed(latency_ms, infer_ms)
 
     def _log_rejection(self, cam: _Camera, reason: str, err: Exception) -> None:

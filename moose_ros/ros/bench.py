@@ -1,0 +1,340 @@
+"""``moose bench node``: end-to-end latency of ``moose_node`` over (loopback) DDS, inference time subtracted.
+
+The node runs as a child process (:mod:`moose_ros.ros.launcher`, loopback DDS profile, own domain); this process
+publishes rgb8 frames on ``image`` and subscribes to all five outputs. Per input size:
+
+1. closed loop: publish one frame, wait for all its outputs, repeat (``--frames`` times). End-to-end latency = time
+   from just before ``publish()`` to the arrival of ``~/anomaly`` in this process (frames are published and
+   received as serialized CDR, so Python message conversion on this side is not counted, as for a C++ camera
+   driver or viewer); inference time = the node's own mean per
+   diagnostics period (``/diagnostics`` key ``inference_ms``) over the same frames; overhead = e2e p50 - inference.
+2. overload: publish at ``--rate`` Hz for ``--overload-seconds``; latency p95 of the frames that got through, to
+   compare with 2x the inference time (latest-frame-wins keeps it bounded), and the drop count.
+
+Prints a Markdown table (and writes JSON with ``--json``). ``--model passthrough`` serves a trivial graph (labels =
+red channel, score = green channel) whose inference takes ~1 ms, so the node + DDS overhead is measured without the
+noise of a long inference on a busy CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import struct
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from moose_ros.errors import ConfigError, MooseError
+
+__all__ = ["HELP", "SizeResult", "add_arguments", "format_table", "passthrough_model", "run"]
+
+HELP = "end-to-end latency of moose_node over DDS (publish -> ~/anomaly), inference time subtracted"
+
+#: Overhead targets (ms, e2e p50 minus inference) by pixel count; the largest size at or below wins.
+TARGETS_MS = ((1280 * 720, 8.0), (2048 * 1024, 15.0))
+OUTPUTS = ("anomaly", "segmentation", "segmentation/color", "anomaly/overlay", "anomaly/mask")
+
+
+@dataclass(frozen=True)
+class SizeResult:
+    """Measurements for one input size; times in milliseconds."""
+
+    width: int
+    height: int
+    frames: int
+    inference_ms: float
+    e2e_p50_ms: float
+    e2e_p95_ms: float
+    overhead_p50_ms: float
+    target_ms: float | None
+    overload_published: int
+    overload_processed: int
+    overload_p95_ms: float | None
+    overload_dropped: int
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size '{text}' is not WIDTHxHEIGHT, e.g. 1280x720") from None
+    if width < 1 or height < 1:
+        raise argparse.ArgumentTypeError(f"size '{text}' must be positive")
+    return width, height
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``moose bench node``."""
+    parser.add_argument("--model", type=Path, default=None,
+                        help="fused .onnx (default: the bundled model), or 'passthrough' for a no-compute graph")
+    parser.add_argument("--backend", default="auto", help="node backend (default auto)")
+    parser.add_argument("--threads", type=int, default=0, help="backend CPU threads (0 = backend default)")
+    parser.add_argument("--sizes", type=_size, nargs="+", default=[(1280, 720), (2048, 1024)],
+                        help="input sizes WIDTHxHEIGHT (default 1280x720 2048x1024)")
+    parser.add_argument("--frames", type=int, default=30, help="closed-loop frames per size (default 30)")
+    parser.add_argument("--warmup", type=int, default=3, help="unmeasured frames per size first (default 3)")
+    parser.add_argument("--rate", type=float, default=30.0, help="overload publish rate in Hz (default 30)")
+    parser.add_argument("--overload-seconds", type=float, default=5.0, help="overload phase length, 0 = skip")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for one frame's outputs")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
+    parser.add_argument("--log-dir", type=Path, default=None, help="node log folder (default: a temp folder)")
+    parser.add_argument("--check", action="store_true", help="exit with status 1 when a target is missed")
+
+
+def passthrough_model(path: Path) -> Path:
+    """Write a fused graph that honours the backend contract with almost no compute (labels = R, anomaly = G)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from moose_ros.backends.base import META_KEY, ModelMeta
+
+    def const(name: str, values: list[int]) -> Any:
+        return numpy_helper.from_array(np.array(values, dtype=np.int64), name)
+
+    nodes = [
+        helper.make_node("Slice", ["image", "c0", "c1", "axis"], ["red"]),
+        helper.make_node("Slice", ["image", "c1", "c2", "axis"], ["green"]),
+        helper.make_node("Squeeze", ["red", "axis"], ["labels"]),
+        helper.make_node("Squeeze", ["green", "axis"], ["green2d"]),
+        helper.make_node("Cast", ["green2d"], ["anomaly"], to=TensorProto.FLOAT),
+    ]
+    graph = helper.make_graph(
+        nodes, "passthrough",
+        [helper.make_tensor_value_info("image", TensorProto.UINT8, ["N", "H", "W", 3])],
+        [helper.make_tensor_value_info("labels", TensorProto.UINT8, ["N", "H", "W"]),
+         helper.make_tensor_value_info("anomaly", TensorProto.FLOAT, ["N", "H", "W"])],
+        [const("c0", [0]), const("c1", [1]), const("c2", [2]), const("axis", [3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    meta = ModelMeta(architecture="passthrough", classes=("passthrough",), colors=((255, 255, 255),),
+                     extra={"score_ranges": {"max_logit": [0.0, 255.0]}})
+    helper.set_model_props(model, {META_KEY: meta.to_json()})
+    onnx.save(model, str(path))
+    return path
+
+
+def _target(width: int, height: int) -> float | None:
+    pixels = width * height
+    eligible = [ms for limit, ms in TARGETS_MS if pixels <= limit]
+    return eligible[0] if eligible else None
+
+
+def format_table(results: list[SizeResult]) -> str:
+    """The Markdown table of ``results``."""
+    lines = [
+        "| input | frames | inference ms | e2e p50 ms | e2e p95 ms | overhead p50 ms (target) | "
+        "overload p95 ms (<= 2x inference) | overload processed/published |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        target = "" if r.target_ms is None else f" ({'ok' if r.overhead_p50_ms <= r.target_ms else 'over'} "
+        target += "" if r.target_ms is None else f"<= {r.target_ms:.0f})"
+        if r.overload_p95_ms is None:
+            over = "n/a"
+        else:
+            verdict = "ok" if r.overload_p95_ms <= 2 * r.inference_ms else "over"
+            over = f"{r.overload_p95_ms:.1f} ({verdict}, 2x = {2 * r.inference_ms:.1f})"
+        lines.append(
+            f"| {r.width}x{r.height} | {r.frames} | {r.inference_ms:.1f} | {r.e2e_p50_ms:.1f} | {r.e2e_p95_ms:.1f} | "
+            f"{r.overhead_p50_ms:.1f}{target} | {over} | {r.overload_processed}/{r.overload_published} |"
+        )
+    return "\n".join(lines)
+
+
+class _Bench:
+    """The benchmark's rclpy participant (own context on the node's domain)."""
+
+    def __init__(self, domain_id: int) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node("moose_bench", context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.arrivals: dict[str, dict[int, float]] = {name: {} for name in OUTPUTS}
+        self.diagnostics: list[tuple[float, dict[str, str]]] = []
+        qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        for name in OUTPUTS:
+            self.node.create_subscription(Image, f"/moose_node/{name}", lambda m, n=name: self._arrived(n, m), qos,
+                                          raw=True)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diag, 10)
+        self.publisher = self.node.create_publisher(Image, "image", QoSProfile(depth=1,
+                                                    reliability=ReliabilityPolicy.RELIABLE))
+
+    def _arrived(self, name: str, raw: bytes) -> None:
+        now = time.monotonic()
+        sec, nanosec = struct.unpack_from("<iI", raw, 4)  # header.stamp right after the CDR encapsulation header
+        self.arrivals[name][sec * 1_000_000_000 + nanosec] = now
+
+    def _diag(self, msg: Any) -> None:
+        for status in msg.status:
+            if "moose_node" in status.name:
+                self.diagnostics.append((time.monotonic(), {kv.key: kv.value for kv in status.values}))
+
+    def spin_until(self, predicate: Any, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            if time.monotonic() > deadline:
+                return False
+            self.executor.spin_once(timeout_sec=0.001)
+        return True
+
+    def spin_for(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            self.executor.spin_once(timeout_sec=min(left, 0.005))
+
+    def publish(self, serialized: bytes, stamp_ns: int) -> float:
+        """Publish a serialized Image with its stamp replaced; returns the send time (monotonic s)."""
+        view = memoryview(serialized)
+        data = b"".join((view[:4], struct.pack("<iI", *divmod(stamp_ns, 1_000_000_000)), view[12:]))
+        sent = time.monotonic()
+        self.publisher.publish(data)
+        return sent
+
+    def next_diagnostics(self, timeout_s: float = 5.0) -> int:
+        """Wait for a new diagnostics message; return the index of it."""
+        count = len(self.diagnostics)
+        self.spin_until(lambda: len(self.diagnostics) > count, timeout_s)
+        return len(self.diagnostics) - 1
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+def _mean_inference(diags: list[tuple[float, dict[str, str]]]) -> float:
+    """Mean inference ms over diagnostics periods, weighted by frames processed in each period."""
+    total = weight = 0.0
+    previous = None
+    for _, values in diags:
+        processed = int(values["processed"])
+        if previous is not None and values["inference_ms"] != "n/a":
+            count = processed - previous
+            total += count * float(values["inference_ms"])
+            weight += count
+        previous = processed
+    return total / weight if weight else float("nan")
+
+
+def _measure_size(bench: _Bench, width: int, height: int, args: argparse.Namespace, clock_ns: Any) -> SizeResult:
+    from moose_ros.ros.cdr import serialize_image
+
+    rng = np.random.default_rng(width * height)
+    blocks = rng.integers(0, 256, (height // 32 + 1, width // 32 + 1, 3), dtype=np.uint8)
+    image = np.repeat(np.repeat(blocks, 32, axis=0), 32, axis=1)[:height, :width]
+    msg = serialize_image(0, 0, "bench", image)  # rgb8
+
+    def one_frame() -> float:
+        stamp = clock_ns()
+        sent = bench.publish(msg, stamp)
+        done = bench.spin_until(lambda: all(stamp in bench.arrivals[n] for n in OUTPUTS), args.timeout)
+        if not done:
+            missing = [n for n in OUTPUTS if stamp not in bench.arrivals[n]]
+            raise MooseError(f"no {', '.join(missing)} output within {args.timeout:.0f} s for a {width}x{height} frame")
+        return (bench.arrivals["anomaly"][stamp] - sent) * 1e3
+
+    for _ in range(args.warmup):
+        one_frame()
+    first = bench.next_diagnostics()
+    e2e = []
+    for _ in range(args.frames):
+        e2e.append(one_frame())
+        bench.spin_for(0.01)
+    last = bench.next_diagnostics()
+    infer = _mean_inference(bench.diagnostics[first : last + 1])
+    published = processed = 0
+    p95 = None
+    dropped = 0
+    if args.overload_seconds > 0:
+        sent: dict[int, float] = {}
+        before = bench.diagnostics[-1][1]
+        start = time.monotonic()
+        while time.monotonic() - start < args.overload_seconds:
+            stamp = clock_ns()
+            sent[stamp] = bench.publish(msg, stamp)
+            bench.spin_for(start + len(sent) / args.rate - time.monotonic())
+        bench.spin_for(min(args.timeout, 2.0 + 3 * infer / 1e3))
+        lat = [(bench.arrivals["anomaly"][s] - t) * 1e3 for s, t in sent.items() if s in bench.arrivals["anomaly"]]
+        after = bench.diagnostics[bench.next_diagnostics()][1]
+        published, processed = len(sent), len(lat)
+        p95 = float(np.percentile(lat, 95)) if lat else None
+        dropped = int(after["dropped"]) - int(before["dropped"])
+    return SizeResult(
+        width=width, height=height, frames=len(e2e), inference_ms=infer,
+        e2e_p50_ms=float(np.percentile(e2e, 50)), e2e_p95_ms=float(np.percentile(e2e, 95)),
+        overhead_p50_ms=float(np.percentile(e2e, 50)) - infer, target_ms=_target(width, height),
+        overload_published=published, overload_processed=processed, overload_p95_ms=p95, overload_dropped=dropped,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark; prints the Markdown table; returns 0 (1 with ``--check`` if a target was missed)."""
+    from moose_ros.dds import loopback_env
+    from moose_ros.resources import bundled_model_path
+    from moose_ros.ros import launcher
+
+    if args.frames < 1 or args.rate <= 0:
+        raise ConfigError(f"--frames must be >= 1 and --rate > 0, got {args.frames} and {args.rate}")
+    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="moose_bench_"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    if args.model is None:
+        model = bundled_model_path()
+    elif str(args.model) == "passthrough":
+        model = passthrough_model(log_dir / "passthrough.onnx")
+    else:
+        model = args.model
+    env = loopback_env(log_dir=log_dir / "ros_logs")
+    # This process is a DDS participant too: the same loopback profile, before rclpy creates anything.
+    os.environ.update({k: env[k] for k in ("FASTDDS_DEFAULT_PROFILES_FILE", "RMW_IMPLEMENTATION", "ROS_DOMAIN_ID")})
+    for key in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_STATIC_PEERS"):
+        os.environ.pop(key, None)
+    log_path = log_dir / "node.log"
+    params = {"model": str(model), "backend": args.backend, "threads": args.threads, "diagnostics_period": 0.5,
+              "warmup": False, "max_latency_ms": 1e6}
+    proc = launcher.start_node(params, env=env, log_path=log_path)
+    bench = _Bench(int(env["ROS_DOMAIN_ID"]))
+    results: list[SizeResult] = []
+    try:
+        launcher.wait_for_topic(bench.node, "/moose_node/anomaly", proc=proc, log_path=log_path,
+                                executor=bench.executor, timeout_s=120.0)
+        bench.spin_until(lambda: bench.node.count_subscribers("image") > 0, 10.0)
+        clock = bench.node.get_clock()
+        for width, height in args.sizes:
+            results.append(_measure_size(bench, width, height, args, lambda: clock.now().nanoseconds))
+    finally:
+        bench.close()
+        launcher.stop(proc)
+    print(f"moose_node end-to-end latency (model {model}, backend {args.backend}, all outputs subscribed, "
+          f"loopback DDS; node log {log_path})\n")
+    print(format_table(results))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
+    missed = [r for r in results if r.target_ms is not None and r.overhead_p50_ms > r.target_ms]
+    missed += [r for r in results if r.overload_p95_ms is not None and r.overload_p95_ms > 2 * r.inference_ms]
+    return 1 if missed and args.check else 0
+
+
+def main() -> int:
+    """``python -m moose_ros.ros.bench`` (same options as ``moose bench node``)."""
+    parser = argparse.ArgumentParser(prog="moose bench node", description=HELP)
+    add_arguments(parser)
+    return run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
