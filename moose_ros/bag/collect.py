@@ -131,6 +131,7 @@ class OutputCollector:
         self._infer_weighted = 0.0  # sum of inference_ms x frames processed in that diagnostics period
         self._infer_frames = 0
         self.last_answer_ns: int | None = None
+        self.last_diagnostics_ns = 0
         self.metrics = (
             {p: OodMetrics(protocol=p, mode=metrics_mode, bins=bins) for p in ("pooled", "per_image")}
             if with_gt
@@ -157,6 +158,7 @@ class OutputCollector:
         """One received message: ``key`` ``anomaly`` | ``segmentation`` | ``diagnostics``, CDR bytes, receipt time."""
         if key == "diagnostics":
             self._diagnostics(payload)
+            self.last_diagnostics_ns = receipt_ns
             return
         msg = deserialize(payload, IMAGE_TYPE, where=f"node output '{key}'")
         stamp = header_stamp_ns(msg)
@@ -213,6 +215,16 @@ class OutputCollector:
         stats.update(totals)
         stats["backend"] = values.get("backend", "")
         stats["inference_ms"] = self._infer_weighted / self._infer_frames if self._infer_frames else math.nan
+
+    def node_settled(self, since_ns: int) -> bool:
+        """True when diagnostics received after ``since_ns`` show the node idle with every answer delivered:
+        each frame it received was processed, overwritten or rejected, and it processed no more than we got.
+        Frames still pending then were lost in transport and will not be answered."""
+        stats = self.result.node_stats
+        if not stats or self.last_diagnostics_ns <= since_ns:
+            return False
+        resolved = stats["processed"] + stats["dropped"] + stats["rejected"]
+        return resolved >= stats["received"] and stats["processed"] <= self.result.frames_answered
 
     def node_counts_final(self) -> bool:
         """True once the node's diagnostics account for every answer received."""

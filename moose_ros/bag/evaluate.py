@@ -235,8 +235,13 @@ def _run_replay(
                     drain(0.05)
             else:
                 drain(0.0)
+        # wait for the outstanding answers; stop early once the node's diagnostics (taken at least 0.5 s after the
+        # last publish) show it idle: what is still pending then was lost in transport
+        last_sent_ns = time.monotonic_ns()
         deadline = time.monotonic() + options.frame_timeout_s
         while collector.pending and time.monotonic() < deadline and proc.poll() is None:
+            if collector.node_settled(last_sent_ns + 500_000_000):
+                break
             drain(0.05)
         # the segmentation of the last gallery frame follows its anomaly output closely; the node's diagnostics
         # (1 Hz by default) follow within a period

@@ -205,6 +205,11 @@ def iter_frames(
             frame = BagFrame(index, stamp, bytes(data), image, waiting_gt.pop(stamp, None), name)
             index += 1
             if frame.ood is None and stamp in gt_stamps:
+                if stamp in waiting_frames:
+                    raise DatasetError(
+                        f"{where}: frames {waiting_frames[stamp].index} and {frame.index} share the stamp {stamp} ns; "
+                        "ground truth is paired by stamp, so stamps must be unique"
+                    )
                 waiting_frames[stamp] = frame
             else:
                 yield frame
