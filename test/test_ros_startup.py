@@ -69,7 +69,7 @@ def test_two_cameras_one_backend_and_output_size(tmp_path: Path, ros_domain: int
     model = cached_moose_onnx()
     log_path = tmp_path / "node.log"
     params = {"model": str(model), "threads": 1, "cameras": ["front", "rear"], "output_size": [24, 30],
-              "publish_overlay": False}
+              "publish_overlay": False, "input_reliability": "reliable", "input_depth": 2}
     proc = launcher.start_node(params, env=ros_env, log_path=log_path)
     harness = Harness(ros_domain)
     try:

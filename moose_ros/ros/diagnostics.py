@@ -29,6 +29,7 @@ class StatsSnapshot:
     processed: int
     dropped: int
     rejected: int
+    skipped: int
     period_received: int
     period_dropped: int
     latency_p50_ms: float | None
@@ -42,7 +43,7 @@ class CameraStats:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.received = self.processed = self.dropped = self.rejected = 0
+        self.received = self.processed = self.dropped = self.rejected = self.skipped = 0
         self.last_error = ""
         self._period_start = time.monotonic()
         self._period_counts = (0, 0, 0)  # received, processed, dropped at period start
@@ -62,6 +63,11 @@ class CameraStats:
             self.rejected += 1
             self.last_error = reason
 
+    def on_skipped(self) -> None:
+        """A frame was taken but not processed because no output had a subscriber."""
+        with self._lock:
+            self.skipped += 1
+
     def on_processed(self, latency_ms: float, infer_ms: float) -> None:
         """A frame was published ``latency_ms`` after its header stamp; inference took ``infer_ms``."""
         with self._lock:
@@ -80,6 +86,7 @@ class CameraStats:
             self._period_start = now
             self._period_counts = (self.received, self.processed, self.dropped)
             received, processed, dropped, rejected = self.received, self.processed, self.dropped, self.rejected
+            skipped = self.skipped
             last_error = self.last_error
         p50 = p95 = mean_infer = None
         if latency:
@@ -93,6 +100,7 @@ class CameraStats:
             processed=processed,
             dropped=dropped,
             rejected=rejected,
+            skipped=skipped,
             period_received=received - rec0,
             period_dropped=dropped - drop0,
             latency_p50_ms=p50,
@@ -117,8 +125,10 @@ def build_status(
 ) -> Any:
     """A ``diagnostic_msgs/DiagnosticStatus`` for one camera: OK, or WARN naming the exceeded bounds.
 
-    Keys: ``input_rate_hz``, ``processed_rate_hz``, ``received``, ``processed``, ``dropped``, ``rejected``,
-    ``latency_p50_ms``, ``latency_p95_ms``, ``inference_ms``, ``backend``, ``last_rejection``.
+    Keys: ``input_rate_hz``, ``processed_rate_hz``; totals since start ``received`` = ``processed`` + ``dropped``
+    (overwritten by a newer frame before processing) + ``rejected`` (malformed, or inference failed) + ``skipped``
+    (no output subscribed) + at most one frame in flight; over the period ``latency_p50_ms``, ``latency_p95_ms``
+    (header stamp -> last output published), ``inference_ms`` (mean); ``backend``, ``last_rejection``.
     """
     from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
@@ -139,6 +149,7 @@ def build_status(
         "processed": str(snap.processed),
         "dropped": str(snap.dropped),
         "rejected": str(snap.rejected),
+        "skipped": str(snap.skipped),
         "latency_p50_ms": _fmt(snap.latency_p50_ms),
         "latency_p95_ms": _fmt(snap.latency_p95_ms),
         "inference_ms": _fmt(snap.infer_ms),

@@ -176,6 +176,7 @@ class MooseNode(Node):
                                     max_pixels=config.max_pixels)
         wanted = {key: pub for key, pub in cam.publishers.items() if pub.get_subscription_count() > 0}
         if not wanted:
+            cam.stats.on_skipped()
             return
         result = self.backend.infer(np.ascontiguousarray(rgb)[None])
         infer_ms = result.timings_ms.get("infer", float("nan"))
