@@ -8,9 +8,10 @@ Steps (each timed on the terminal):
    speed (nothing dropped) unless ``--rate-scale`` is given, and score the node's ``~/anomaly`` outputs against
    the ground truth.
 
-MOoSe = the bundled fused graph (global head + K probes). Global = the *same checkpoint's* global head alone,
-exported with ``heads="global"`` (or ``--global-model``), run through the same node on the same bag: both
-columns come from the same pipeline, so the difference is the probes and nothing else.
+MOoSe = the bundled fused graph (global head + K probes). Global = the *same checkpoint's* global head alone:
+``<model>_global.onnx`` beside the MOoSe graph when shipped, else exported from ``<model>.pt`` with
+``heads="global"`` (cached under ``<out>/models``), or ``--global-model``. It runs through the same node on the
+same bag: both rows come from the same pipeline, so the difference is the probes and nothing else.
 """
 
 from __future__ import annotations
@@ -72,26 +73,23 @@ def _step(text: str) -> float:
 
 def _global_model(args: argparse.Namespace, moose_model: Path, meta: Any, models_dir: Path) -> tuple[Path | None, str]:
     """(global-only ONNX or None, how it was obtained)."""
-    from moose_ros.backends.onnx_meta import file_sha256
-    from moose_ros.errors import MooseError
-    from moose_ros.resources import share_dir
+    from moose_ros.backends.onnx_meta import file_sha256, read_meta
 
     if args.global_model is not None:
+        _check_same_network(read_meta(args.global_model), meta, args.global_model)
         return args.global_model, f"given: {args.global_model}"
-    if args.checkpoint is not None:
-        checkpoint = args.checkpoint
-    else:
-        try:
-            checkpoint = share_dir() / "models" / f"{moose_model.stem}.pt"
-        except MooseError:
-            checkpoint = moose_model.with_suffix(".pt")
-        if not checkpoint.is_file():
-            checkpoint = moose_model.with_suffix(".pt")
+    shipped = moose_model.with_name(f"{moose_model.stem}_global.onnx")
+    if args.checkpoint is None and shipped.is_file():  # a global-only export shipped beside the MOoSe graph
+        _check_same_network(read_meta(shipped), meta, shipped)
+        return shipped, f"global head shipped as {shipped.name}"
+    # the checkpoint the MOoSe graph was exported from sits beside it (models/moose_synthstreet.pt)
+    checkpoint = args.checkpoint if args.checkpoint is not None else moose_model.with_suffix(".pt")
     if not checkpoint.is_file():
         return None, f"no checkpoint {checkpoint} to export the global head from"
     key = file_sha256(checkpoint)[:12]
     out = models_dir / f"{checkpoint.stem}_global_{key}_{'-'.join(meta.scores)}.onnx"
     if out.is_file():
+        _check_same_network(read_meta(out), meta, out)
         return out, f"global head of {checkpoint.name} (cached export {out})"
     try:
         from moose_ros.export import export_onnx
@@ -108,8 +106,22 @@ def _global_model(args: argparse.Namespace, moose_model: Path, meta: Any, models
         heads="global",
         check_tensorrt=False,
     )
+    _check_same_network(read_meta(out), meta, out)
     print(f"[demo]   done in {time.monotonic() - t0:.1f} s -> {out}")
     return out, f"global head of {checkpoint.name}, exported with heads=global"
+
+
+def _check_same_network(global_meta: Any, moose_meta: Any, path: Path) -> None:
+    """Global and MOoSe must be the same network (architecture, classes), Global without probes."""
+    from moose_ros.errors import ConfigError
+
+    if global_meta.num_probes != 0:
+        raise ConfigError(f"{path}: the Global model must be global-only (num_probes 0), has {global_meta.num_probes}")
+    if (global_meta.architecture, global_meta.classes) != (moose_meta.architecture, moose_meta.classes):
+        raise ConfigError(
+            f"{path}: Global is {global_meta.architecture} with {global_meta.num_classes} classes but MOoSe is "
+            f"{moose_meta.architecture} with {moose_meta.num_classes}; they must come from the same checkpoint"
+        )
 
 
 def _table(results: list[Any]) -> str:
