@@ -181,9 +181,14 @@ def test_threshold_changes_at_run_time(session: Session) -> None:
         np.testing.assert_array_equal(mask, np.where(image_array(outs["anomaly"]) > threshold, 255, 0))
         masks.append(mask)
     assert (masks[0] == 255).sum() > (masks[1] == 255).sum() > 0
+    (alpha, cmap) = _set(t, overlay_alpha=0.0, colormap="jet")
+    assert alpha.successful and cmap.successful
+    sec = session.stamp_sec()
+    t.publish("image", raw_image_msg(rgb, "rgb8", frame_id="cam", sec=sec))
+    np.testing.assert_array_equal(image_array(t.wait_outputs(sec * 1_000_000_000)["anomaly/overlay"]), rgb)
     (bad,) = _set(t, overlay_alpha=2.0)
     assert not bad.successful and "overlay_alpha" in bad.reason and "[0.0, 1.0]" in bad.reason
     (fixed,) = _set(t, backend="torch")
     assert not fixed.successful and fixed.reason
-    (restore,) = _set(t, threshold=THRESHOLD)
-    assert restore.successful
+    (restore, restore_alpha) = _set(t, threshold=THRESHOLD, overlay_alpha=0.5)
+    assert restore.successful and restore_alpha.successful

@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import traceback
 from typing import Any
 
 import numpy as np
@@ -164,6 +165,9 @@ class MooseNode(Node):
             except MooseError as err:  # bad frame or failed inference: count, log, keep serving
                 cam.stats.on_rejected(str(err))
                 self._log_rejection(cam, getattr(err, "reason", type(err).__name__), err)
+            except Exception as err:  # the node boundary: a bug must not silently stop the worker thread
+                cam.stats.on_rejected(f"internal error: {err!r}")
+                self._log_rejection(cam, f"internal:{type(err).__name__}", err, trace=True)
 
     def _process(self, cam: _Camera, raw: bytes, compressed: bool) -> None:
         config = self.config
@@ -206,7 +210,7 @@ class MooseNode(Node):
         latency_ms = (self.get_clock().now().nanoseconds - msg.stamp_ns) / 1e6
         cam.stats.on_processed(latency_ms, infer_ms)
 
-    def _log_rejection(self, cam: _Camera, reason: str, err: Exception) -> None:
+    def _log_rejection(self, cam: _Camera, reason: str, err: Exception, *, trace: bool = False) -> None:
         """One warning per (camera, reason) every ``_LOG_EVERY_S`` seconds, saying how many were suppressed."""
         key = (cam.name, reason)
         now = time.monotonic()
@@ -216,7 +220,8 @@ class MooseNode(Node):
             return
         more = f" ({suppressed} more like it since the last report)" if suppressed else ""
         topic = f"{cam.prefix}image"
-        self.get_logger().warning(f"rejected a frame on '{topic}': {err}{more}")
+        detail = "\n" + "".join(traceback.format_exception(err)) if trace else ""
+        self.get_logger().warning(f"rejected a frame on '{topic}': {err}{more}{detail}")
         self._log_times[key] = (now, 0)
 
     def _warmup(self) -> None:
