@@ -62,8 +62,8 @@ def test_dataset_bag_roundtrip(laf, tmp_path: Path, storage: str, image_format: 
     root, expected = laf
     out = tmp_path / "laf.bag"
     argv = [str(out), "--root", str(root), "--kind", "lostandfound", "--split", "test", "--storage", storage,
-            "--image-format", image_format, "--rate", "20", "--start-time", "1000.25", "--frame-id", "cam_front",
-            "--no-progress"]
+            "--image-format", image_format, "--rate", "20", "--start-time", "1704067200.123456789",
+            "--frame-id", "cam_front", "--no-progress"]
     assert _from_dataset(argv) == 0
 
     info = inspect_bag(out)
@@ -77,7 +77,7 @@ def test_dataset_bag_roundtrip(laf, tmp_path: Path, storage: str, image_format: 
     frames = list(iter_frames(out))
     assert [f.index for f in frames] == list(range(N))
     for i, (frame, (image, ood)) in enumerate(zip(frames, expected, strict=True)):
-        assert frame.stamp_ns == 1_000_250_000_000 + i * 50_000_000
+        assert frame.stamp_ns == 1_704_067_200_123_456_789 + i * 50_000_000
         assert frame.name == info.names[i]
         assert frame.ood is not None and frame.ood.dtype == np.uint8
         np.testing.assert_array_equal(frame.ood, ood)

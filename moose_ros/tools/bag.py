@@ -19,6 +19,19 @@ HELP = "rosbag2 tools: dataset -> bag (from-dataset), bag replay through the nod
 log = logging.getLogger(__name__)
 
 
+def _seconds_to_ns(text: str) -> int:
+    """``"1704067200.123456789"`` -> integer nanoseconds, exactly (no float rounding)."""
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        value = Decimal(text)
+    except InvalidOperation as err:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from err
+    if not value.is_finite() or value < 0:
+        raise argparse.ArgumentTypeError(f"start time must be >= 0 seconds, got {text!r}")
+    return int(value * 1_000_000_000)
+
+
 def _add_from_dataset(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("from-dataset", help="write a dataset (image, camera_info, ground truth) into a rosbag2")
     p.add_argument("out", type=Path, help="bag directory to create (must not exist)")
@@ -41,7 +54,7 @@ def _add_from_dataset(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=float, default=10.0, help="frame rate of the stamps in Hz (default 10)")
     p.add_argument(
         "--start-time",
-        type=float,
+        type=_seconds_to_ns,
         default=None,
         help="stamp of the first frame in seconds since the epoch (default 2024-01-01T00:00:00Z)",
     )
@@ -127,7 +140,7 @@ def _run_from_dataset(args: argparse.Namespace) -> int:
         image_format=args.image_format,
         jpeg_quality=args.jpeg_quality,
         rate_hz=args.rate,
-        start_ns=DEFAULT_START_NS if args.start_time is None else round(args.start_time * 1e9),
+        start_ns=DEFAULT_START_NS if args.start_time is None else args.start_time,
         frame_id=args.frame_id,
         camera=None if args.camera_info is None else load_camera_yaml(args.camera_info),
         ground_truth=not args.no_gt,
