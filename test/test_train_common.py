@@ -22,30 +22,12 @@ TINY_MODEL: dict[str, Any] = {
 
 
 def make_synth(root: Path, *, train: int = 8, val: int = 2, size_hw: tuple[int, int] = (64, 128)) -> Path:
-    """Generate a tiny SynthStreet dataset (Cityscapes layout) under ``root`` and return ``root``."""
-    import numpy as np
-    from PIL import Image
+    """Generate a tiny SynthStreet dataset (Cityscapes layout, seed 123) under ``root`` and return ``root``."""
+    from moose_ros.data.synth import write_synthstreet
 
-    rng = np.random.default_rng(0)
     h, w = size_hw
-    for split, n in (("train", train), ("val", val)):
-        for d in ("leftImg8bit", "gtFine"):
-            (root / d / split / "c").mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            lab = np.full((h, w), 23, np.uint8)
-            hz = h // 2 + int(rng.integers(-4, 4))
-            lab[hz:] = 7
-            lab[hz - 12 : hz, : int(rng.integers(20, 60))] = 11
-            x0 = int(rng.integers(0, w - 30))
-            lab[hz + 6 : hz + 14, x0 : x0 + 30] = 26
-            lab[h - 8 :, :20] = 8
-            img = np.zeros((h, w, 3), np.uint8)
-            for v, c in ((23, (120, 160, 230)), (7, (80, 80, 80)), (11, (150, 90, 60)), (26, (200, 20, 20)),
-                         (8, (180, 180, 170))):
-                img[lab == v] = c
-            img = np.clip(img + rng.normal(0, 10, img.shape), 0, 255).astype(np.uint8)
-            Image.fromarray(img).save(root / "leftImg8bit" / split / "c" / f"c_{i:03d}_leftImg8bit.png")
-            Image.fromarray(lab).save(root / "gtFine" / split / "c" / f"c_{i:03d}_gtFine_labelIds.png")
+    write_synthstreet(root, split="train", count=train, seed=123, height=h, width=w)
+    write_synthstreet(root, split="val", count=val, seed=123, height=h, width=w)
     return root
 
 

@@ -64,9 +64,10 @@ def reinit_(modules: nn.Module, seed: int) -> None:
 
 
 def prepare_stage(model: nn.Module, stage: str, *, seed: int, reinit: bool = True) -> list[nn.Parameter]:
-    """Set ``requires_grad`` for ``stage`` (and re-initialise the refit head); return the trainable parameters.
+    """Set ``requires_grad`` for ``stage``; return the trainable parameters.
 
-    ``reinit=False`` (resuming a refit) keeps the refit head's current weights.
+    ``probes`` re-initialises the probes and ``refit`` the global head's last layers from ``seed`` (so seeds give
+    independent heads); ``reinit=False`` (resuming) keeps the current weights.
 
     ``model`` is a :class:`~moose_ros.model.base.MooseSegmentationModel`.
     """
@@ -77,6 +78,8 @@ def prepare_stage(model: nn.Module, stage: str, *, seed: int, reinit: bool = Tru
         params = list(model.trunk_parameters())
     elif stage == "probes":
         model.train_probes_only()
+        if reinit:  # each probe seed starts from its own initialisation
+            reinit_(model.probes, seed)
         for p in model.probe_parameters():
             p.requires_grad_(True)
         params = list(model.probe_parameters())

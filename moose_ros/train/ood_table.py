@@ -1,0 +1,235 @@
+"""The OoD table of a trained recipe: Global, Global-refit, best single probe and MOoSe over several seeds.
+
+``python -m moose_ros.train.ood_table --config RECIPE --runs DIR --seeds 0 1 2 [--train]``
+
+- ``--train`` first trains, for every seed ``s``, the probes and the Global-refit head on the frozen base
+  network ``DIR/base.pt`` into ``DIR/seed<s>/`` with :func:`~moose_ros.train.trainer.train_stage` (one process,
+  so the exact feature cache is computed once and shared).
+- Then every method is scored on the held-out OoD split (``data.ood_kind`` / ``data.ood_root``): the trunk runs
+  once per image; each seed's heads run on its features. Logits are upsampled to the label size (bilinear)
+  before scoring, i.e. the exact full-resolution scores. Metrics: AUPR and FPR95, pooled and per-image.
+- "Best probe" is chosen per seed on the **val split** (highest val mIoU recorded by the probes stage), never
+  on the OoD split.
+
+Writes ``--json`` (every number) and ``--markdown`` (mean ± std over seeds, in %).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from moose_ros.errors import CheckpointError, MooseError
+
+__all__ = ["SCORES", "evaluate_ood", "format_markdown", "main", "train_seeds"]
+
+log = logging.getLogger(__name__)
+
+SCORES: tuple[str, ...] = ("max_logit", "entropy", "msp")
+PROTOCOLS: tuple[str, ...] = ("pooled", "per_image")
+METHODS: tuple[str, ...] = ("Global", "Global-refit", "Best probe", "MOoSe")
+
+
+def train_seeds(cfg: Any, runs: Path, seeds: list[int], *, progress: bool = True) -> dict[int, dict[str, float]]:
+    """Train probes and the Global-refit head for each seed on ``runs/base.pt``; returns seconds per stage."""
+    from moose_ros.train.trainer import train_stage
+
+    base = runs / "base.pt"
+    timing: dict[int, dict[str, float]] = {}
+    for seed in seeds:
+        seed_cfg = replace(cfg, seed=seed)
+        out = runs / f"seed{seed}"
+        timing[seed] = {}
+        for stage in ("probes", "refit"):
+            t0 = time.monotonic()
+            train_stage(seed_cfg, stage, out, init=base, progress=progress)
+            timing[seed][stage] = round(time.monotonic() - t0, 1)
+            log.info("seed %d %s: %.0f s", seed, stage, timing[seed][stage])
+    return timing
+
+
+def _trunk_state(model: torch.nn.Module, skip: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in model.state_dict().items() if not k.startswith(skip)}
+
+
+def _refit_prefixes(model: torch.nn.Module) -> tuple[str, ...]:
+    from moose_ros.train.stages import refit_head
+
+    head_ids = {id(p) for p in refit_head(model).parameters()}
+    names = [n for n, p in model.named_parameters() if id(p) in head_ids]
+    return tuple(sorted({n.rsplit(".", 1)[0] + "." for n in names}))
+
+
+def _check_same_trunk(base: torch.nn.Module, other: torch.nn.Module, skip: tuple[str, ...], path: Path) -> None:
+    a, b = _trunk_state(base, skip), _trunk_state(other, skip)
+    differ = [k for k in a if k not in b or not torch.equal(a[k], b[k])]
+    if differ:
+        raise CheckpointError(f"{path}: its frozen network differs from the base checkpoint ({differ[:3]} ...); "
+                              "it was not trained on this base")
+
+
+def _up(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
+
+
+@torch.no_grad()
+def evaluate_ood(
+    runs: Path, seeds: list[int], ood_samples: Any, *, device: str = "cpu", progress: bool = True
+) -> dict[str, Any]:
+    """Score every method on ``ood_samples`` (``OodSample`` sequence); returns the raw metric dicts.
+
+    Result layout: ``{"methods": {method: {score: {protocol: [metrics per seed]}}}, "best_probe": {seed: k},
+    "val": {seed: probes-stage val record}, "num_images": n}``. ``Global`` has one entry (no seed).
+    """
+    from tqdm import tqdm
+
+    from moose_ros.metrics import OodMetrics
+    from moose_ros.model import load_checkpoint
+    from moose_ros.scoring import compute_score
+    from moose_ros.train.data import to_tensor
+    from moose_ros.train.stages import refit_head
+
+    base, meta = load_checkpoint(runs / "base.pt", map_location=device)
+    skip_refit = _refit_prefixes(base)
+    heads: dict[int, dict[str, Any]] = {}
+    val: dict[int, Any] = {}
+    for seed in seeds:
+        probes_model, probes_meta = load_checkpoint(runs / f"seed{seed}" / "probes.pt", map_location=device)
+        refit_model, _ = load_checkpoint(runs / f"seed{seed}" / "refit.pt", map_location=device)
+        _check_same_trunk(base, probes_model, ("probes.",), runs / f"seed{seed}" / "probes.pt")
+        _check_same_trunk(base, refit_model, ("probes.", *skip_refit), runs / f"seed{seed}" / "refit.pt")
+        record = probes_meta.metrics.get("probes") or {}
+        if record.get("best_probe") is None:
+            raise CheckpointError(f"{runs}/seed{seed}/probes.pt: no val record to choose the best probe from")
+        val[seed] = record
+        heads[seed] = {"probes": probes_model.probes.eval(), "refit": refit_head(refit_model).eval(),
+                       "best": int(record["best_probe"])}
+
+    def new() -> dict[str, OodMetrics]:
+        return {p: OodMetrics(protocol=p, mode="exact") for p in PROTOCOLS}
+
+    acc: dict[str, dict[str, list[dict[str, OodMetrics]]]] = {
+        m: {s: [new() for _ in ([0] if m == "Global" else seeds)] for s in SCORES} for m in METHODS
+    }
+    captured: list[torch.Tensor] = []
+    hook = next(iter(refit_head(base).children())).register_forward_pre_hook(
+        lambda _m, args: captured.append(args[0]))
+    base.eval()
+    try:
+        for sample in tqdm(ood_samples, desc="ood", disable=not progress, dynamic_ncols=True):
+            ood = np.asarray(sample.ood)
+            size = ood.shape
+            x = to_tensor(np.asarray(sample.image), meta.mean, meta.std)[None].to(device)
+            captured.clear()
+            global_logits, feats = base.trunk_forward(x)
+            refit_in = captured[-1]
+            g = _up(global_logits, size)
+            per_method: dict[str, list[list[torch.Tensor]]] = {"Global": [[g]]}
+            for m in ("Global-refit", "Best probe", "MOoSe"):
+                per_method[m] = []
+            for seed in seeds:
+                h = heads[seed]
+                probes = [_up(p(f), size) for p, f in zip(h["probes"], feats, strict=True)]
+                per_method["Global-refit"].append([_up(h["refit"](refit_in), size)])
+                per_method["Best probe"].append([probes[h["best"]]])
+                per_method["MOoSe"].append([g, *probes])
+            for m, runs_heads in per_method.items():
+                for i, hs in enumerate(runs_heads):
+                    for s in SCORES:
+                        score = compute_score(s, hs)[0].cpu().numpy().astype(np.float32)
+                        for metric in acc[m][s][i].values():
+                            metric.update(score, ood)
+    finally:
+        hook.remove()
+    methods = {m: {s: {p: [a[p].compute() for a in acc[m][s]] for p in PROTOCOLS} for s in SCORES} for m in METHODS}
+    return {"methods": methods, "best_probe": {s: heads[s]["best"] for s in seeds}, "val": val,
+            "num_images": len(ood_samples)}
+
+
+def summarize(raw: dict[str, Any]) -> dict[str, Any]:
+    """Mean and std (over seeds; population std) of AUPR and FPR95 in %, per method, score and protocol."""
+    out: dict[str, Any] = {}
+    for m, by_score in raw["methods"].items():
+        for s, by_proto in by_score.items():
+            for p, results in by_proto.items():
+                for key in ("aupr", "fpr95"):
+                    values = np.array([100.0 * r[key] for r in results], dtype=np.float64)
+                    out.setdefault(m, {}).setdefault(s, {}).setdefault(p, {})[key] = {
+                        "mean": float(values.mean()), "std": float(values.std()), "values": values.tolist()}
+    return out
+
+
+def format_markdown(summary: dict[str, Any], *, protocol: str, seeds: list[int]) -> str:
+    """A Markdown table (rows = methods, columns = score x {AUPR, FPR95}), mean ± std over seeds in %."""
+    head = "| method | " + " | ".join(f"{s} AUPR ↑ | {s} FPR95 ↓" for s in SCORES) + " |"
+    rule = "|---|" + "---|---|" * len(SCORES)
+    rows = [head, rule]
+    for m in METHODS:
+        cells = []
+        for s in SCORES:
+            for key in ("aupr", "fpr95"):
+                v = summary[m][s][protocol][key]
+                cells.append(f"{v['mean']:.1f}" if m == "Global" else f"{v['mean']:.1f} ± {v['std']:.1f}")
+        rows.append(f"| {m} | " + " | ".join(cells) + " |")
+    note = (f"\n{protocol} protocol; mean ± std over probe/refit seeds {seeds} (Global has no seed); "
+            "higher AUPR and lower FPR95 are better.")
+    return "\n".join(rows) + note
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: optionally train the seeds, then evaluate and write the table."""
+    parser = argparse.ArgumentParser(prog="python -m moose_ros.train.ood_table", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True, help="training recipe (data.ood_kind / data.ood_root)")
+    parser.add_argument("--runs", required=True, help="directory with base.pt (and seed<s>/ after training)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--train", action="store_true", help="train probes + refit for each seed first")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--json", default=None, help="write all numbers here (default RUNS/ood_table.json)")
+    parser.add_argument("--markdown", default=None, help="write the tables here (default RUNS/ood_table.md)")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        from moose_ros.data import open_dataset
+        from moose_ros.train.config import load_config
+
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
+        cfg = load_config(args.config, args.overrides)
+        runs = Path(args.runs)
+        timing = train_seeds(cfg, runs, args.seeds, progress=not args.no_progress) if args.train else {}
+        if cfg.data.ood_root is None:
+            raise MooseError(f"{args.config}: data.ood_root is not set; nothing to evaluate OoD on")
+        ood = open_dataset(cfg.data.ood_kind, cfg.data.ood_root, cfg.data.ood_split)
+        t0 = time.monotonic()
+        raw = evaluate_ood(runs, args.seeds, ood, progress=not args.no_progress)
+        summary = summarize(raw)
+        result = {"seeds": args.seeds, "ood_kind": cfg.data.ood_kind, "ood_root": cfg.data.ood_root,
+                  "ood_seed": cfg.data.ood_seed, "num_images": raw["num_images"], "best_probe": raw["best_probe"],
+                  "val": raw["val"], "summary": summary, "raw": raw["methods"], "train_seconds": timing,
+                  "eval_seconds": round(time.monotonic() - t0, 1)}
+        json_path = Path(args.json) if args.json else runs / "ood_table.json"
+        md_path = Path(args.markdown) if args.markdown else runs / "ood_table.md"
+        json_path.write_text(json.dumps(result, indent=1, default=float), encoding="utf-8")
+        md = "\n\n".join(format_markdown(summary, protocol=p, seeds=args.seeds) for p in PROTOCOLS)
+        md_path.write_text(md + "\n", encoding="utf-8")
+        print(md)
+    except MooseError as err:
+        print(f"ood_table: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
