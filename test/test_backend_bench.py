@@ -44,11 +44,23 @@ def test_bench_infer_cli_writes_consistent_report(tmp_path, capsys):
     assert "| 48x64 |" in markdown and "moose/global" in capsys.readouterr().out
     (entry,) = report["results"]
     assert entry["backend"] == "onnxruntime-cpu" and entry["size"] == [48, 64]
-    assert set(entry["median_ms"]) == {"global", "moose", "moose_entropy_feature", "moose_entropy_full", "ensemble"}
+    assert set(entry["median_ms"]) == {
+        "global",
+        "moose",
+        "moose_entropy_feature",
+        "moose_entropy_full",
+        "ensemble",
+        "ensemble_sessions",
+    }
     assert all(len(runs) == 2 and min(runs) > 0 for runs in entry["runs_ms"].values())
     med = entry["median_ms"]
     assert entry["ratios"]["moose/global"] == pytest.approx(med["moose"] / med["global"])
     assert entry["ratios"]["ensemble/moose"] == pytest.approx(med["ensemble"] / med["moose"])
+    assert entry["ratios_of_min"]["moose/global"] == pytest.approx(
+        min(entry["runs_ms"]["moose"]) / min(entry["runs_ms"]["global"])
+    )
+    # M runs of the global graph in a row take about M times one run.
+    assert entry["median_ms"]["ensemble_sessions"] > 1.2 * entry["median_ms"]["global"]
     params = report["params"]["deeplabv3_mobilenet_v3_large"]
     assert params["ensemble"] == 2 * params["global"] and params["moose"] == params["global"] + params["probes"] > 0
     assert "tensorrt" in report["skipped_backends"] and "not installed" in report["skipped_backends"]["tensorrt"]
