@@ -127,3 +127,24 @@ def test_cached_features_train_the_same_heads_as_full_forward_passes(
     assert trained  # the stage changed something
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=f"{stage}: {k}")
+
+
+def test_bn_recalibration_sets_trunk_statistics_to_the_images_batch_moments(tmp_path: Path, data_root: Path) -> None:
+    from moose_ros.data import open_dataset
+    from moose_ros.train.validate import recalibrate_bn
+
+    model, meta = load_checkpoint(random_base(tmp_path / "base.pt"))
+    probes_before = {k: v.clone() for k, v in model.probes.state_dict().items()}
+    samples = open_dataset("cityscapes", data_root, "train")
+    bn = model.classifier[2]  # the global head's BatchNorm
+    seen: list[torch.Tensor] = []
+    handle = bn.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+    used = recalibrate_bn(model, samples, count=4, mean=meta.mean, std=meta.std, batch_size=4)
+    handle.remove()
+    assert used == 4 and len(seen) == 1
+    feats = seen[0]
+    torch.testing.assert_close(bn.running_mean, feats.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5)
+    n = feats.numel() / feats.shape[1]
+    torch.testing.assert_close(bn.running_var, feats.var(dim=(0, 2, 3), unbiased=False) * n / (n - 1),
+                               rtol=1e-3, atol=1e-5)
+    assert not model.training and all(torch.equal(v, model.probes.state_dict()[k]) for k, v in probes_before.items())

@@ -99,6 +99,8 @@ class StageConfig:
         init: checkpoint the stage starts from ("{out}" expands to the output directory); base may leave None.
         cache_features: probes/refit only: cache the frozen trunk's features once per image (exact; the
             augmentation is then limited to the deterministic flip copies given by ``flip``).
+        bn_recalibrate: base only: before each validation, re-estimate the trunk's BatchNorm statistics on this
+            many un-augmented training images (cumulative average; 0 = keep the running averages).
         save_every: also write the resumable ``<stage>_last.pt`` every N steps (0 = only at validations).
         channels_last: NHWC memory layout (much faster depthwise-conv backward on CPU).
         workers: DataLoader worker processes per rank.
@@ -124,6 +126,7 @@ class StageConfig:
     amp: str = "auto"
     init: str | None = None
     cache_features: bool = False
+    bn_recalibrate: int = 0
     save_every: int = 0
     channels_last: bool = True
     workers: int = 0

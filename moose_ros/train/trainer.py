@@ -34,7 +34,7 @@ from moose_ros.train import distributed as D
 from moose_ros.train.config import StageConfig, TrainConfig
 from moose_ros.train.data import AugmentConfig, SegTrainSet, ShardedBatchSampler
 from moose_ros.train.stages import head_logits, prepare_stage, seg_loss_sum, set_stage_mode
-from moose_ros.train.validate import evaluate_heads
+from moose_ros.train.validate import evaluate_heads, recalibrate_bn
 
 __all__ = ["StageResult", "resolve_init", "train_stage"]
 
@@ -257,6 +257,9 @@ def train_stage(
     metrics = dict(meta.metrics)
 
     def validate() -> dict[str, Any] | None:
+        if stage == "base" and scfg.bn_recalibrate > 0:
+            recalibrate_bn(model, samples, count=scfg.bn_recalibrate, mean=meta.mean, std=meta.std,
+                           resize=scfg.resize, device=dev, channels_last=scfg.channels_last)
         if val_set is None:
             return None
         res = evaluate_heads(

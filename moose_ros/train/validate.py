@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from moose_ros.metrics.segmentation import SegmentationMetrics
 from moose_ros.train.data import resize_pair, to_tensor
 
-__all__ = ["evaluate_heads", "iter_batches"]
+__all__ = ["evaluate_heads", "iter_batches", "recalibrate_bn"]
 
 
 def iter_batches(
@@ -104,3 +104,50 @@ def evaluate_heads(
         "moose_miou": result.get("moose", float("nan")),
         "num_images": n_images,
     }
+
+
+@torch.no_grad()
+def recalibrate_bn(
+    model: torch.nn.Module,
+    samples: Sequence[Any],
+    *,
+    count: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    resize: tuple[int, int] | None = None,
+    device: torch.device | str = "cpu",
+    batch_size: int = 8,
+    channels_last: bool = False,
+) -> int:
+    """Re-estimate the trunk's BatchNorm running statistics on the first ``count`` training images.
+
+    Every trunk BN layer gets a cumulative (equal-weight) average of its batch statistics over un-augmented,
+    full-size images, so eval mode matches the final weights exactly instead of lagging behind them through the
+    exponential moving average of a short, fast-changing training run. Probes are left untouched. The model is
+    left in eval mode; returns the number of images used.
+    """
+    from torch import nn
+
+    trunk_bns = [m for _, module in model.trunk_modules() for m in module.modules()
+                 if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [bn.momentum for bn in trunk_bns]
+    model.eval()
+    for bn in trunk_bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative moving average
+        bn.train()
+    used = 0
+    try:
+        for images, _ in iter_batches(samples, resize=resize, batch_size=batch_size, limit=count):
+            if len(images) < 2:
+                continue  # a single image gives degenerate statistics in the 1x1 pooling branch
+            x = torch.stack([to_tensor(im, mean, std) for im in images]).to(device)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            model.trunk_forward(x)
+            used += len(images)
+    finally:
+        for bn, momentum in zip(trunk_bns, saved, strict=True):
+            bn.momentum = momentum
+        model.eval()
+    return used
