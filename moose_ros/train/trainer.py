@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -250,7 +251,8 @@ def train_stage(
         train_set, batch_sampler=sampler, num_workers=scfg.workers, pin_memory=dev.type == "cuda",
         persistent_workers=False,
     )
-    input_size = list(scfg.crop or scfg.resize or []) or None
+    # the scale the network works at: the (resized) training image size; random crops keep that scale
+    input_size = list(scfg.resize) if scfg.resize is not None else list(np.asarray(samples[0].image).shape[:2])
     recipe = dict(meta.recipe)
     recipe.setdefault("stages", {})
     recipe["config"] = cfg.to_dict()
