@@ -11,6 +11,7 @@ import yaml
 from test_train_common import make_synth, random_base, write_recipe
 
 from moose_ros.data.synth import write_synthstreet
+from moose_ros.model import load_checkpoint
 from moose_ros.train.ood_table import METHODS, SCORES, main
 
 
@@ -29,7 +30,9 @@ def test_ood_table_trains_seeds_and_reports_every_method(tmp_path: Path) -> None
     runs = tmp_path / "runs"
     random_base(runs / "base.pt")
 
-    assert main(["--config", str(recipe), "--runs", str(runs), "--seeds", "0", "1", "--train", "--no-progress"]) == 0
+    bundle = tmp_path / "models" / "bundled.pt"
+    assert main(["--config", str(recipe), "--runs", str(runs), "--seeds", "0", "1", "--train", "--no-progress",
+                 "--bundle", str(bundle), "--bundle-seed", "1"]) == 0
 
     for seed in (0, 1):
         assert (runs / f"seed{seed}" / "probes.pt").is_file() and (runs / f"seed{seed}" / "refit.pt").is_file()
@@ -45,5 +48,12 @@ def test_ood_table_trains_seeds_and_reports_every_method(tmp_path: Path) -> None
     # different seeds give different probes, hence (almost surely) different MOoSe scores
     moose = table["summary"]["MOoSe"]["entropy"]["pooled"]["aupr"]["values"]
     assert moose[0] != moose[1]
+    bundled, meta = load_checkpoint(bundle)
+    seed1, _ = load_checkpoint(runs / "seed1" / "probes.pt")
+    assert all(torch.equal(a, b) for a, b in zip(bundled.state_dict().values(), seed1.state_dict().values(),
+                                                  strict=True))
+    cell = meta.metrics["ood_table"]["summary"]["MOoSe"]["max_logit"]["pooled"]["aupr"]
+    assert cell["mean"] == pytest.approx(table["summary"]["MOoSe"]["max_logit"]["pooled"]["aupr"]["mean"])
+    assert meta.metrics["ood_table"]["bundled_seed"] == 1 and "probes" in meta.metrics
     md = (runs / "ood_table.md").read_text()
     assert "| MOoSe |" in md and "per_image protocol" in md

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from moose_ros.errors import CheckpointError, MooseError
 
-__all__ = ["SCORES", "evaluate_ood", "format_markdown", "main", "train_seeds"]
+__all__ = ["SCORES", "evaluate_ood", "format_markdown", "main", "train_seeds", "write_bundle"]
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +186,22 @@ def format_markdown(summary: dict[str, Any], *, protocol: str, seeds: list[int])
     return "\n".join(rows) + note
 
 
+def write_bundle(probes_ckpt: Path, out: Path, result: dict[str, Any], *, seed: int) -> Path:
+    """Copy ``probes_ckpt`` to ``out`` with ``meta.metrics["ood_table"]`` = the summary (no raw curves)."""
+    from moose_ros.model import load_checkpoint, save_checkpoint
+
+    model, meta = load_checkpoint(probes_ckpt)
+    compact = {m: {s: {p: {k: {"mean": v["mean"], "std": v["std"]} for k, v in cell.items()}
+                       for p, cell in by_p.items()} for s, by_p in by_s.items()}
+               for m, by_s in result["summary"].items()}
+    table = {"units": "percent", "seeds": result["seeds"], "bundled_seed": seed, "ood_kind": result["ood_kind"],
+             "ood_seed": result["ood_seed"], "num_images": result["num_images"],
+             "best_probe": result["best_probe"], "summary": compact}
+    metrics = {**meta.metrics, "ood_table": table}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(out, model, replace(meta, metrics=metrics))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: optionally train the seeds, then evaluate and write the table."""
     parser = argparse.ArgumentParser(prog="python -m moose_ros.train.ood_table", description=__doc__.split("\n")[0])
@@ -196,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--json", default=None, help="write all numbers here (default RUNS/ood_table.json)")
     parser.add_argument("--markdown", default=None, help="write the tables here (default RUNS/ood_table.md)")
+    parser.add_argument("--bundle", default=None,
+                        help="also write RUNS/seed<bundle-seed>/probes.pt with the OoD table in its meta here")
+    parser.add_argument("--bundle-seed", type=int, default=None, help="seed of the bundled probes (first seed)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -225,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
         md = "\n\n".join(format_markdown(summary, protocol=p, seeds=args.seeds) for p in PROTOCOLS)
         md_path.write_text(md + "\n", encoding="utf-8")
         print(md)
+        if args.bundle is not None:
+            seed = args.bundle_seed if args.bundle_seed is not None else args.seeds[0]
+            write_bundle(runs / f"seed{seed}" / "probes.pt", Path(args.bundle), result, seed=seed)
     except MooseError as err:
         print(f"ood_table: error: {err}", file=sys.stderr)
         return 2
