@@ -27,7 +27,8 @@ def test_supported_graph_passes():
             helper.make_node("Cast", ["image"], ["x"], name="to_float", to=TensorProto.FLOAT),
             helper.make_node("Relu", ["x"], ["y"], name="relu"),
             helper.make_node("ArgMax", ["y"], ["idx"], name="argmax", axis=1, keepdims=0),
-            helper.make_node("Cast", ["idx"], ["labels"], name="to_uint8", to=TensorProto.UINT8),
+            helper.make_node("Cast", ["idx"], ["idx_f"], name="to_float_again", to=TensorProto.FLOAT),
+            helper.make_node("Cast", ["idx_f"], ["labels"], name="to_uint8", to=TensorProto.UINT8),
         ],
         [_vi("image", TensorProto.UINT8)],
         [_vi("labels", TensorProto.UINT8, (1,)), _vi("y", TensorProto.FLOAT)],
@@ -73,6 +74,16 @@ def test_custom_domain_and_uint8_misuse_and_opset():
         [_vi("t", TensorProto.UINT8, (4, 1))],
     )
     assert any("uint8_transpose" in p and "uint8" in p for p in tensorrt_problems(model))
+
+    model = _model(
+        [
+            helper.make_node("ArgMax", ["x"], ["idx"], name="argmax", axis=1, keepdims=0),
+            helper.make_node("Cast", ["idx"], ["labels"], name="int_to_uint8", to=TensorProto.UINT8),
+        ],
+        [_vi("x", TensorProto.FLOAT)],
+        [_vi("labels", TensorProto.UINT8, (1,))],
+    )
+    assert any("node 'int_to_uint8' (op Cast) converts int64 to uint8" in p for p in tensorrt_problems(model))
 
     model = _model(
         [helper.make_node("Relu", ["x"], ["y"], name="relu")],

@@ -81,9 +81,9 @@ class _TrtLogger:
                 trt.ILogger.__init__(self)
 
             def log(self, severity: Any, msg: str) -> None:
-                if severity <= trt.ILogger.Severity.ERROR:
+                if int(severity) <= int(trt.ILogger.Severity.ERROR):  # INTERNAL_ERROR = 0, ERROR = 1
                     LOG.error("TensorRT: %s", msg)
-                elif severity == trt.ILogger.Severity.WARNING:
+                elif int(severity) == int(trt.ILogger.Severity.WARNING):
                     LOG.warning("TensorRT: %s", msg)
                 else:
                     LOG.debug("TensorRT: %s", msg)

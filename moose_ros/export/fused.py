@@ -188,7 +188,8 @@ class FusedMoose(nn.Module):
         # MOoSe never changes the segmentation: labels come from the global head (ensembles: the mean).
         label_source = mean if self.labels_from_mean and mean is not None else heads[0]
         label_up = _upsample(label_source, size)
-        labels = label_up.argmax(dim=1).to(torch.uint8)
+        # int64 argmax -> float32 -> uint8: TensorRT casts to/from uint8 only from/to float32/float16.
+        labels = label_up.argmax(dim=1).to(torch.float32).to(torch.uint8)
 
         results: dict[str, torch.Tensor] = {}
         if mean is not None and any(name in MEAN_LOGIT_SCORES for name in self.scores):

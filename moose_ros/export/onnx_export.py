@@ -163,6 +163,7 @@ def export_onnx(
     dynamic_batch: bool = True,
     heads: str = "moose",
     check_tensorrt: bool = True,
+    verify: bool = True,
     extra_meta: dict | None = None,
 ) -> ModelMeta:
     """Export the fused graph of a checkpoint or model to ``out_path`` (opset 17, dynamic N/H/W).
@@ -173,6 +174,8 @@ def export_onnx(
         scores, input_size, output_size, score_resolution, heads: see :class:`FusedMoose`.
         dynamic_batch: N dynamic (else fixed to 1).
         check_tensorrt: run the static TensorRT-compatibility check (raise on any problem).
+        verify: run the graph with ONNX Runtime (when installed) on a batch at a size other than the traced one and
+            compare with the eager module (catches shapes frozen by tracing).
         extra_meta: merged into ``ModelMeta.extra``.
 
     Returns:
@@ -240,7 +243,10 @@ def export_onnx(
     _check_io(model, names, source=str(out_path))
     if check_tensorrt:
         check_tensorrt_compatible(model, source=str(out_path))
-    _write_atomic(out_path, model.SerializeToString())
+    data = model.SerializeToString()
+    if verify:
+        _verify(fused, data, dynamic_batch=dynamic_batch, source=str(out_path))
+    _write_atomic(out_path, data)
     LOG.info(
         "exported %s: %s, scores %s (%s resolution), input %s, output %s, K=%d probes, %.1f MB",
         out_path,
@@ -269,3 +275,45 @@ def _check_io(model: Any, names: list[str], *, source: str) -> None:
         if types.get(name) != elem:
             got = onnx.TensorProto.DataType.Name(types.get(name, 0))
             raise ExportError(f"{source}: '{name}' is {got}, expected {onnx.TensorProto.DataType.Name(elem)}")
+
+
+def _verify(fused: FusedMoose, data: bytes, *, dynamic_batch: bool, source: str) -> None:
+    """ONNX Runtime vs eager on uint8 images of a size that differs from the trace; ExportError on mismatch."""
+    try:
+        import onnxruntime
+    except ImportError:
+        LOG.info("%s: onnxruntime not installed, exported graph not verified numerically", source)
+        return
+    import numpy as np
+
+    generator = torch.Generator().manual_seed(0)
+    shape = (2 if dynamic_batch else 1, 97, 131, 3)
+    image = torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        got = session.run(None, {"image": image.numpy()})
+    except Exception as err:  # ORT raises its own Fail/RuntimeException types
+        raise ExportError(
+            f"{source}: ONNX Runtime cannot run the exported graph on {list(shape)} (a shape frozen by tracing?): {err}"
+        ) from err
+    with torch.no_grad():
+        want = [t.numpy() for t in fused(image)]
+    for name, a, b in zip(fused.output_names, got, want, strict=True):
+        if a.shape != b.shape or a.dtype != b.dtype:
+            raise ExportError(
+                f"{source}: output '{name}' is {a.dtype}{list(a.shape)} in ONNX Runtime but "
+                f"{b.dtype}{list(b.shape)} in torch (a shape frozen by tracing?)"
+            )
+        if name == "labels":
+            agreement = float((a == b).mean())
+            if agreement < 0.99:
+                raise ExportError(f"{source}: labels agree with torch on only {agreement:.1%} of pixels")
+        else:
+            tolerance = 1e-3 * float(np.ptp(b)) + 1e-4
+            error = float(np.abs(a - b).max())
+            if not error <= tolerance:
+                raise ExportError(f"{source}: '{name}' differs from torch by {error:.3g} (tolerance {tolerance:.3g})")
+    LOG.debug("%s: verified against torch on %s", source, list(shape))

@@ -5,7 +5,8 @@ The whitelist below is the set of ONNX operators (default domain) that the Tenso
 check enforces what TensorRT requires of network I/O and of 8-bit tensors:
 
 - graph inputs/outputs must not be int64/float64/strings (no int64 outputs: the labels are uint8);
-- a uint8 tensor may only be produced or consumed by ``Cast`` (TensorRT allows UINT8 only at I/O casts);
+- a uint8 tensor may only be produced or consumed by ``Cast``, and only from/to float32 or float16 (TensorRT
+  converts uint8 only to and from those types);
 - every node must be in the default ONNX domain (no custom ops) and in the whitelist, subgraphs included.
 """
 
@@ -108,15 +109,30 @@ def _uint8_problems(model: Any, onnx: Any) -> Iterable[str]:
     types = {v.name: v.type.tensor_type.elem_type for v in [*graph.value_info, *graph.input, *graph.output]}
     for t in graph.initializer:
         types[t.name] = t.data_type
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
     for index, node in enumerate(graph.node):
+        name = node.name or f"<unnamed #{index}>"
         if node.op_type == "Cast":
+            to = next((a.i for a in node.attribute if a.name == "to"), None)
+            source = types.get(node.input[0])
+            if (to == uint8 and source not in floats and source is not None) or (source == uint8 and to not in floats):
+                yield (
+                    f"node '{name}' (op Cast) converts {_type_name(onnx, source)} to {_type_name(onnx, to)}; "
+                    "TensorRT casts uint8 only from/to float32 or float16"
+                )
             continue
-        touched = [name for name in [*node.input, *node.output] if name and types.get(name) == uint8]
+        touched = [t for t in [*node.input, *node.output] if t and types.get(t) == uint8]
         if touched:
             yield (
-                f"node '{node.name or f'<unnamed #{index}>'}' (op {node.op_type}) reads or writes uint8 tensor(s) "
-                f"{touched}; TensorRT accepts uint8 only through Cast at the network's inputs/outputs"
+                f"node '{name}' (op {node.op_type}) reads or writes uint8 tensor(s) {touched}; TensorRT accepts "
+                "uint8 only through Cast at the network's inputs/outputs"
             )
+
+
+def _type_name(onnx: Any, elem: int | None) -> str:
+    if not elem:
+        return "an unknown type"
+    return onnx.TensorProto.DataType.Name(elem).lower()
 
 
 def check_tensorrt_compatible(model: Any, *, source: str = "<model>") -> None:
