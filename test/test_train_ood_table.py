@@ -55,5 +55,7 @@ def test_ood_table_trains_seeds_and_reports_every_method(tmp_path: Path) -> None
     cell = meta.metrics["ood_table"]["summary"]["MOoSe"]["max_logit"]["pooled"]["aupr"]
     assert cell["mean"] == pytest.approx(table["summary"]["MOoSe"]["max_logit"]["pooled"]["aupr"]["mean"])
     assert meta.metrics["ood_table"]["bundled_seed"] == 1 and "probes" in meta.metrics
+    assert set(table["disagreement"]) == {"0", "1"}
+    assert all(0.0 <= v <= 1.0 for d in table["disagreement"].values() for v in d.values())
     md = (runs / "ood_table.md").read_text()
     assert "| MOoSe |" in md and "per_image protocol" in md

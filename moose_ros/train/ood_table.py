@@ -89,7 +89,9 @@ def evaluate_ood(
     """Score every method on ``ood_samples`` (``OodSample`` sequence); returns the raw metric dicts.
 
     Result layout: ``{"methods": {method: {score: {protocol: [metrics per seed]}}}, "best_probe": {seed: k},
-    "val": {seed: probes-stage val record}, "num_images": n}``. ``Global`` has one entry (no seed).
+    "val": {seed: probes-stage val record}, "num_images": n, "disagreement": {seed: {"disagree_anomaly",
+    "disagree_inlier"}}}`` (fraction of anomaly / in-distribution pixels where some probe's arg-max differs from
+    the global head's). ``Global`` has one entry (no seed).
     """
     from tqdm import tqdm
 
@@ -121,6 +123,8 @@ def evaluate_ood(
     acc: dict[str, dict[str, list[dict[str, OodMetrics]]]] = {
         m: {s: [new() for _ in ([0] if m == "Global" else seeds)] for s in SCORES} for m in METHODS
     }
+    # head disagreement (any head's arg-max differs from the global head's) on anomaly / in-distribution pixels
+    disagree = {seed: np.zeros(4, np.int64) for seed in seeds}  # [disagree_anomaly, anomaly, disagree_in, in]
     captured: list[torch.Tensor] = []
     hook = next(iter(refit_head(base).children())).register_forward_pre_hook(
         lambda _m, args: captured.append(args[0]))
@@ -143,6 +147,13 @@ def evaluate_ood(
                 per_method["Global-refit"].append([_up(h["refit"](refit_in), size)])
                 per_method["Best probe"].append([probes[h["best"]]])
                 per_method["MOoSe"].append([g, *probes])
+                g_arg = g.argmax(1)[0].cpu().numpy()
+                differs = np.zeros(size, bool)
+                for p in probes:
+                    differs |= p.argmax(1)[0].cpu().numpy() != g_arg
+                anomaly, inlier = ood == 1, ood == 0
+                disagree[seed] += [int((differs & anomaly).sum()), int(anomaly.sum()),
+                                   int((differs & inlier).sum()), int(inlier.sum())]
             for m, runs_heads in per_method.items():
                 for i, hs in enumerate(runs_heads):
                     for s in SCORES:
@@ -152,8 +163,10 @@ def evaluate_ood(
     finally:
         hook.remove()
     methods = {m: {s: {p: [a[p].compute() for a in acc[m][s]] for p in PROTOCOLS} for s in SCORES} for m in METHODS}
+    diversity = {seed: {"disagree_anomaly": float(c[0] / max(c[1], 1)), "disagree_inlier": float(c[2] / max(c[3], 1))}
+                 for seed, c in disagree.items()}
     return {"methods": methods, "best_probe": {s: heads[s]["best"] for s in seeds}, "val": val,
-            "num_images": len(ood_samples)}
+            "num_images": len(ood_samples), "disagreement": diversity}
 
 
 def summarize(raw: dict[str, Any]) -> dict[str, Any]:
@@ -196,7 +209,7 @@ def write_bundle(probes_ckpt: Path, out: Path, result: dict[str, Any], *, seed: 
                for m, by_s in result["summary"].items()}
     table = {"units": "percent", "seeds": result["seeds"], "bundled_seed": seed, "ood_kind": result["ood_kind"],
              "ood_seed": result["ood_seed"], "num_images": result["num_images"],
-             "best_probe": result["best_probe"], "summary": compact}
+             "best_probe": result["best_probe"], "disagreement": result["disagreement"], "summary": compact}
     metrics = {**meta.metrics, "ood_table": table}
     out.parent.mkdir(parents=True, exist_ok=True)
     return save_checkpoint(out, model, replace(meta, metrics=metrics))
@@ -236,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         summary = summarize(raw)
         result = {"seeds": args.seeds, "ood_kind": cfg.data.ood_kind, "ood_root": cfg.data.ood_root,
                   "ood_seed": cfg.data.ood_seed, "num_images": raw["num_images"], "best_probe": raw["best_probe"],
-                  "val": raw["val"], "summary": summary, "raw": raw["methods"], "train_seconds": timing,
+                  "val": raw["val"], "disagreement": raw["disagreement"], "summary": summary,
+                  "raw": raw["methods"], "train_seconds": timing,
                   "eval_seconds": round(time.monotonic() - t0, 1)}
         json_path = Path(args.json) if args.json else runs / "ood_table.json"
         md_path = Path(args.markdown) if args.markdown else runs / "ood_table.md"
