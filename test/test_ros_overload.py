@@ -29,7 +29,7 @@ def test_overload_drops_stale_frames(tmp_path: Path, ros_domain: int, ros_env: d
     model = tiny_fused_onnx(tmp_path / "slow.onnx", depth=6, width=32)  # ~100 ms per 240x320 frame on 1 thread
     log_path = tmp_path / "node.log"
     proc = launcher.start_node({"model": str(model), "threads": 1, "diagnostics_period": 0.5,
-                                "max_latency_ms": 60.0},
+                                "max_latency_ms": 60.0, "max_drop_ratio": 0.2},
                                env=ros_env, log_path=log_path)
     harness = Harness(ros_domain)
     try:
@@ -78,7 +78,8 @@ def test_overload_drops_stale_frames(tmp_path: Path, ros_domain: int, ros_env: d
         assert max(latency_ms[len(latency_ms) // 2:]) <= 4.0 * infer_ms + 250.0, "latency grows over time"
 
         dropped, total = int(diag["dropped"]), int(diag["received"])
-        assert total >= 0.8 * len(published) and dropped >= 0.3 * total, diag
+        expected_drop_ratio = 1.0 - frame_ms / infer_ms  # processing at 1/inference Hz, the rest is overwritten
+        assert total >= 0.8 * len(published) and dropped >= 0.5 * expected_drop_ratio * total, diag
         resolved = int(diag["processed"]) + dropped + int(diag["rejected"]) + int(diag["skipped"])
         assert resolved == total, diag  # every received frame was processed or counted as dropped
         assert rss[1] - rss[0] < 20 * 1024, f"RSS grew from {rss[0]} KiB to {rss[1]} KiB"
