@@ -24,8 +24,8 @@ def test_bench_node_runs_and_reports(tmp_path: Path, ros_env: dict[str, str]) ->
     assert "| 64x48 | 4 |" in done.stdout and "| 96x64 | 4 |" in done.stdout
     results = [SizeResult(**r) for r in json.loads(out.read_text())]
     for r in results:
-        assert 0 < r.inference_ms < r.e2e_p50_ms <= r.e2e_p95_ms
-        assert r.overhead_p50_ms == pytest.approx(r.e2e_p50_ms - r.inference_ms)
+        assert r.inference_ms > 0 and 0 < r.e2e_p50_ms <= r.e2e_p95_ms
+        assert 0 < r.overhead_p50_ms < r.e2e_p50_ms  # per-frame e2e minus that frame's inference
         assert r.target_ms == 8.0
         assert 20 <= r.overload_published <= 31 and 1 <= r.overload_processed <= r.overload_published
         assert r.overload_p95_ms is not None and r.overload_p95_ms > 0
