@@ -70,7 +70,8 @@ def test_two_cameras_one_backend_and_output_size(tmp_path: Path, ros_domain: int
     log_path = tmp_path / "node.log"
     params = {"model": str(model), "threads": 1, "cameras": ["front", "rear"], "output_size": [24, 30],
               "publish_overlay": False, "input_reliability": "reliable", "input_depth": 2}
-    proc = launcher.start_node(params, env=ros_env, log_path=log_path)
+    remap = ("-r", "front/image:=/drive/front_raw", "-p", "use_sim_time:=false")
+    proc = launcher.start_node(params, env=ros_env, log_path=log_path, extra_args=remap)
     harness = Harness(ros_domain)
     try:
         suffixes = ("segmentation", "anomaly", "segmentation/color", "anomaly/mask")
@@ -82,7 +83,8 @@ def test_two_cameras_one_backend_and_output_size(tmp_path: Path, ros_domain: int
         backend = load_backend(model)
         for sec, cam in enumerate(("front", "rear"), start=10):
             rgb = scene_image(48, 64, seed=sec)
-            harness.publish(f"{cam}/image", raw_image_msg(rgb, "bgr8", frame_id=cam, sec=sec))
+            topic = "/drive/front_raw" if cam == "front" else f"{cam}/image"  # remapped on the command line
+            harness.publish(topic, raw_image_msg(rgb, "bgr8", frame_id=cam, sec=sec))
             outs = harness.wait_outputs(sec * 1_000_000_000, prefix=f"/moose_node/{cam}/", suffixes=suffixes)
             ref = backend.infer(rgb[None])
             for msg in outs.values():
