@@ -17,7 +17,7 @@ from moose_ros.export import FusedEnsemble, FusedMoose, export_onnx
 from moose_ros.model import build_model
 from moose_ros.scoring import compute_score
 
-SCORES = ("max_logit", "entropy", "msp", "mutual_information")
+SCORES = ("max_logit", "entropy", "msp", "mutual_information", "energy")
 MEAN = (0.3, 0.4, 0.5)
 STD = (0.2, 0.25, 0.3)
 
