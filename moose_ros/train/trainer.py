@@ -255,6 +255,10 @@ def train_stage(
     input_size = list(scfg.resize) if scfg.resize is not None else list(np.asarray(samples[0].image).shape[:2])
     recipe = dict(meta.recipe)
     recipe.setdefault("stages", {})
+    if resume is None and stage in recipe["stages"]:  # a stage run again on its own result: keep the earlier run
+        earlier = {"stage": stage, **recipe["stages"][stage], "config": recipe.get("config"),
+                   "metrics": meta.metrics.get(stage)}
+        recipe["earlier_runs"] = [*recipe.get("earlier_runs", []), earlier]
     recipe["config"] = cfg.to_dict()
     metrics = dict(meta.metrics)
 
