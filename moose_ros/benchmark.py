@@ -192,8 +192,16 @@ def _measure(backends: dict[str, Any], image: np.ndarray, repeats: int, warmup: 
     return runs
 
 
-def run_benchmark(config: BenchConfig, *, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run the benchmark; returns the JSON-ready report (see :func:`format_markdown`)."""
+def run_benchmark(
+    config: BenchConfig,
+    *,
+    progress: Callable[[str], None] | None = None,
+    partial: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run the benchmark; returns the JSON-ready report (see :func:`format_markdown`).
+
+    ``partial(report)`` is called after every measured size (e.g. to save what a long run has so far).
+    """
     import onnxruntime
     import torch
 
@@ -249,6 +257,8 @@ def run_benchmark(config: BenchConfig, *, progress: Callable[[str], None] | None
                     }
                     report["results"].append(entry)
                     say(_entry_line(entry))
+                    if partial is not None:
+                        partial({**report, "targets": _check_targets(report), "partial": True})
                 for session in sessions.values():
                     session.close()
         report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -105,7 +105,9 @@ def _run_infer(args: argparse.Namespace) -> int:
         model_kwargs=model_kwargs,
         workdir=args.keep_models,
     )
-    report = run_benchmark(config, progress=lambda line: print(line, flush=True))
+    report = run_benchmark(
+        config, progress=lambda line: print(line, flush=True), partial=lambda part: write_report(part, args.out)
+    )
     json_path, md_path = write_report(report, args.out)
     print()
     print(format_markdown(report))
