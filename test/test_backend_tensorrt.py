@@ -8,8 +8,6 @@ import logging
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.tensorrt
-
 
 def _tensorrt_and_cuda() -> bool:
     if importlib.util.find_spec("tensorrt") is None or importlib.util.find_spec("torch") is None:
@@ -25,6 +23,7 @@ def _tensorrt_and_cuda() -> bool:
 requires_trt = pytest.mark.skipif(not _tensorrt_and_cuda(), reason="needs TensorRT >= 10 and a CUDA GPU")
 
 
+@pytest.mark.tensorrt
 @requires_trt
 def test_engine_builds_caches_and_matches_onnxruntime(tmp_path, caplog):
     from test_export_fused import random_images, tiny_model
@@ -54,3 +53,29 @@ def test_engine_builds_caches_and_matches_onnxruntime(tmp_path, caplog):
     caplog.clear()
     TensorRTBackend(path, fp16=True, cache_dir=tmp_path / "cache").close()
     assert "rebuilding because precision differs" in caplog.text
+
+
+def test_head_fusion_layers_are_told_apart_from_the_network(tmp_path):
+    """The fp16 build pins by layer name: check the split on the node names of real exported graphs."""
+    import copy
+
+    import onnx
+    import torch
+    from test_export_fused import tiny_model
+
+    from moose_ros.backends.tensorrt import is_head_fusion_layer
+    from moose_ros.export import FusedEnsemble, export_onnx
+
+    torch.set_num_threads(2)
+    model = tiny_model()
+    moose, ensemble = tmp_path / "moose.onnx", tmp_path / "ensemble.onnx"
+    export_onnx(model, moose, scores=("entropy",), score_resolution="full", verify=False)
+    export_onnx(FusedEnsemble([model, copy.deepcopy(model)], scores=("entropy",)), ensemble, verify=False)
+    for path in (moose, ensemble):
+        nodes = onnx.load(str(path)).graph.node
+        head = {n.op_type for n in nodes if is_head_fusion_layer(n.name)}
+        network = {n.op_type for n in nodes if not is_head_fusion_layer(n.name)}
+        assert not any(n.op_type == "Conv" and is_head_fusion_layer(n.name) for n in nodes), path.name
+        assert {"Exp", "Log", "ReduceSum", "Resize", "ArgMax"} <= head, path.name
+        assert "Conv" in network
+    assert is_head_fusion_layer("[ONNX Layer: /Exp_3]") and not is_head_fusion_layer("/model/probes.0/Conv")

@@ -27,7 +27,7 @@ from moose_ros.backends.engine_cache import BufferSet, EngineCache, EngineKey, S
 from moose_ros.backends.onnx_meta import file_sha256, read_meta
 from moose_ros.errors import BackendError
 
-__all__ = ["TensorRTBackend", "default_cache_dir", "import_tensorrt"]
+__all__ = ["TensorRTBackend", "default_cache_dir", "import_tensorrt", "is_head_fusion_layer"]
 
 LOG = logging.getLogger(__name__)
 
@@ -91,6 +91,44 @@ class _TrtLogger:
         return Forward()
 
 
+def is_head_fusion_layer(name: str) -> bool:
+    """True for a layer of the fused graph's own pre/post-processing (normalisation, head aggregation, upsampling,
+    scores), False for the network's layers.
+
+    The ONNX parser names layers after the exported nodes, whose names carry the torch module scope: the network's
+    ops sit below a submodule (``/model/backbone/Conv``, ``/backbone/...``), the fused module's own ops at the root
+    (``/Exp``, ``/Resize_1``). Text around the path (e.g. ``[ONNX Layer: /Exp]``) is ignored.
+    """
+    start = name.find("/")
+    if start < 0:
+        return False
+    path = name[start:].split()[0].rstrip("]")
+    return path.count("/") == 1
+
+
+def _pin_head_fusion_fp32(trt: Any, network: Any, config: Any) -> int:
+    """Ask TensorRT to keep head aggregation and scoring in float32 (as the torch backend does) when building fp16.
+
+    Softmax-based scores take logs of probabilities that underflow in float16. Only layers whose outputs are all
+    floating point are pinned; the constraint is a preference (TensorRT warns instead of failing).
+    """
+    floats = (trt.float32, trt.float16)
+    pinned = 0
+    for index in range(network.num_layers):
+        layer = network.get_layer(index)
+        if not is_head_fusion_layer(layer.name) or layer.num_outputs == 0:
+            continue
+        if any(layer.get_output(j).dtype not in floats for j in range(layer.num_outputs)):
+            continue
+        layer.precision = trt.float32
+        for j in range(layer.num_outputs):
+            layer.set_output_type(j, trt.float32)
+        pinned += 1
+    if pinned:
+        config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
+    return pinned
+
+
 def _build_engine(
     trt: Any, logger: Any, onnx_path: Path, *, fp16: bool, profile: ShapeProfile, timing_cache: bytes | None
 ) -> tuple[bytes, bytes]:
@@ -106,6 +144,7 @@ def _build_engine(
         if not builder.platform_has_fast_fp16:
             LOG.warning("tensorrt: this GPU has no fast fp16; building fp16 anyway as asked")
         config.set_flag(trt.BuilderFlag.FP16)
+        LOG.info("tensorrt: %d head-fusion/scoring layers kept in float32", _pin_head_fusion_fp32(trt, network, config))
     cache = config.create_timing_cache(timing_cache or b"")
     config.set_timing_cache(cache, ignore_mismatch=False)
     opt = builder.create_optimization_profile()
