@@ -161,8 +161,6 @@ def run(args: argparse.Namespace) -> int:
     t_start = time.monotonic()
     out: Path = args.out
     data_root, bag_path, report_dir = out / "synthstreet", out / "demo.bag", out / "report"
-    for path in (data_root, bag_path, report_dir, out / "logs"):
-        shutil.rmtree(path, ignore_errors=True)
     moose_model = args.model if args.model is not None else bundled_model_path()
     meta = read_meta(moose_model)
     if args.scores == "all":
@@ -175,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise ConfigError(f"--scores {','.join(unknown)} not exported in {moose_model}; it has {','.join(meta.scores)}")
 
+    for path in (data_root, bag_path, report_dir, out / "logs"):  # a previous demo's outputs (models/ stays)
+        shutil.rmtree(path, ignore_errors=True)
     t0 = _step(f"1/3 rendering a {args.frames}-frame SynthStreet drive ({args.width}x{args.height}) into {data_root}")
     write_synthstreet(
         data_root, split="test", count=1, layout="lostandfound", seed=args.seed, height=args.height,
