@@ -61,9 +61,9 @@ def laf(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[np.n
 def test_dataset_bag_roundtrip(laf, tmp_path: Path, storage: str, image_format: str) -> None:
     root, expected = laf
     out = tmp_path / "laf.bag"
-    argv = [str(out), "--root", str(root), "--kind", "lostandfound", "--split", "test", "--storage", storage,
-            "--image-format", image_format, "--rate", "20", "--start-time", "1704067200.123456789",
-            "--frame-id", "cam_front", "--no-progress"]
+    argv = ["-o", str(out), "--root", str(root), "--dataset", "lostandfound", "--split", "test", "--storage", storage,
+            *([] if image_format == "raw" else ["--compressed", image_format]), "--rate", "20",
+            "--start-time", "1704067200.123456789", "--frame-id", "cam_front", "--no-progress"]
     assert _from_dataset(argv) == 0
 
     info = inspect_bag(out)
@@ -131,7 +131,7 @@ def test_default_intrinsics_and_errors(laf, tmp_path: Path) -> None:
     cam = CameraIntrinsics.default(640, 480)
     assert cam.fx == pytest.approx(640 / (2 * np.tan(np.radians(30)))) and cam.cx == pytest.approx(319.5)
     with pytest.raises(ConfigError, match="exists already"):
-        _from_dataset([str(root), "--root", str(root), "--no-progress"])
+        _from_dataset(["-o", str(root), "--root", str(root), "--no-progress"])
     with pytest.raises(ConfigError, match="camera intrinsics are for 640x480"):
         write_bag(_samples(root), tmp_path / "x", BagWriteOptions(camera=cam))
     assert not (tmp_path / "x").exists()  # a failed write leaves nothing behind
@@ -146,7 +146,7 @@ def test_default_intrinsics_and_errors(laf, tmp_path: Path) -> None:
         "distortion_model: plumb_bob\ndistortion_coefficients: {rows: 1, cols: 5, data: [0, 0, 0, 0, 0]}\n"
     )
     out = tmp_path / "y"
-    assert _from_dataset([str(out), "--root", str(root), "--split", "test", "--camera-info", str(yaml_path),
+    assert _from_dataset(["-o", str(out), "--root", str(root), "--split", "test", "--camera-info", str(yaml_path),
                           "--no-gt", "--limit", "2", "--no-progress"]) == 0
     info = inspect_bag(out)
     assert (info.frames, info.ground_truth_topic) == (2, None)

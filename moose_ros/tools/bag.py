@@ -2,7 +2,7 @@
 
 Examples::
 
-    moose bag from-dataset --kind lostandfound --root data/laf --split test out/laf.bag --rate 10
+    moose bag from-dataset --dataset lostandfound --root data/laf --split test -o out/laf.bag --rate 10
     moose bag evaluate out/laf.bag --model models/moose_synthstreet.onnx --max-speed --out out/bag_eval
 """
 
@@ -34,21 +34,22 @@ def _seconds_to_ns(text: str) -> int:
 
 def _add_from_dataset(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("from-dataset", help="write a dataset (image, camera_info, ground truth) into a rosbag2")
-    p.add_argument("out", type=Path, help="bag directory to create (must not exist)")
+    p.add_argument("-o", "--out", type=Path, required=True, help="bag directory to create (must not exist)")
     p.add_argument("--root", type=Path, required=True, help="dataset root directory")
     p.add_argument(
-        "--kind",
+        "--dataset",
         default="lostandfound",
-        help="dataset layout for moose_ros.data.open_dataset (default: lostandfound)",
+        help="dataset layout under --root, as in `moose eval` (any moose_ros.data.open_dataset kind; default "
+        "lostandfound)",
     )
     p.add_argument("--split", default=None, help="dataset split (reader default when omitted)")
     p.add_argument("--limit", type=int, default=None, help="write only the first N frames")
     p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="rosbag2 storage (default mcap)")
     p.add_argument(
-        "--image-format",
-        choices=("raw", "jpeg", "png"),
-        default="raw",
-        help="raw = sensor_msgs/Image rgb8 on --image-topic; jpeg/png = CompressedImage on <image-topic>/compressed",
+        "--compressed",
+        choices=("jpeg", "png"),
+        default=None,
+        help="write sensor_msgs/CompressedImage on <image-topic>/compressed (default: Image rgb8 on --image-topic)",
     )
     p.add_argument("--jpeg-quality", type=int, default=95, help="1-100 (default 95)")
     p.add_argument("--rate", type=float, default=10.0, help="frame rate of the stamps in Hz (default 10)")
@@ -133,11 +134,11 @@ def _run_from_dataset(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}")
-    dataset = open_dataset(args.kind, args.root, args.split)
+    dataset = open_dataset(args.dataset, args.root, args.split)
     samples = dataset if args.limit is None else dataset[: args.limit]
     options = BagWriteOptions(
         storage=args.storage,
-        image_format=args.image_format,
+        image_format="raw" if args.compressed is None else args.compressed,
         jpeg_quality=args.jpeg_quality,
         rate_hz=args.rate,
         start_ns=DEFAULT_START_NS if args.start_time is None else args.start_time,
