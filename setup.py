@@ -48,8 +48,8 @@ setup(
     extras_require={
         # ONNX Runtime for CPU (the embedded default). Never together with the `gpu` extra.
         "cpu": ["onnxruntime>=1.18"],
-        # TensorRT + CUDA ONNX Runtime; onnxruntime-gpu must not sit beside onnxruntime.
-        "gpu": ["tensorrt>=10", "onnxruntime-gpu>=1.18"],
+        # TensorRT + CUDA ONNX Runtime (+ torch for CUDA device buffers); never beside the `cpu` extra.
+        "gpu": ["tensorrt>=10", "onnxruntime-gpu>=1.18", "torch==2.14.1"],
         # venv installs without a ROS distribution.
         "ros": ROS_WHEELS,
         "train": ["torch==2.14.1", "torchvision==0.29.1"],

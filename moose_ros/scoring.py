@@ -34,8 +34,10 @@ __all__ = [
 
 Array = Any  # numpy.ndarray or torch.Tensor, float [N, C, H, W] unless stated otherwise
 
-#: Smallest probability used inside logarithms (keeps 0 * log 0 == 0 and stays finite in fp16/fp32).
+#: Smallest probability used inside logarithms in float32/float64 (keeps 0 * log 0 == 0).
 _EPS = 1e-12
+#: The same floor for float16/bfloat16, where 1e-12 underflows to 0 and log(0) * 0 would give NaN.
+_EPS_HALF = 6.2e-5
 
 
 def _is_torch(x: Array) -> bool:
@@ -98,8 +100,13 @@ def mean_probs(heads: Array | Sequence[Array]) -> Array:
     return _mean([softmax(h) for h in _as_heads(heads)])
 
 
+def _log_floor(p: Array) -> float:
+    itemsize = p.element_size() if _is_torch(p) else p.dtype.itemsize
+    return _EPS_HALF if itemsize <= 2 else _EPS
+
+
 def _entropy_of(p: Array) -> Array:
-    return -_sum(p * _log(_clamp_min(p, _EPS)), 1)
+    return -_sum(p * _log(_clamp_min(p, _log_floor(p))), 1)
 
 
 def max_logit(heads: Array | Sequence[Array]) -> Array:

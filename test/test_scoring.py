@@ -89,3 +89,14 @@ def test_importing_scoring_pulls_in_neither_torch_nor_rclpy() -> None:
     code = "import sys, moose_ros.scoring; print('torch' in sys.modules, 'rclpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_softmax_scores_stay_finite_in_half_precision() -> None:
+    torch = pytest.importorskip("torch")
+    # A confident pixel: the minority probabilities underflow in fp16.
+    z = torch.tensor([[30.0, 0.0, -30.0]]).reshape(1, 3, 1, 1)
+    for name in ("entropy", "mutual_information", "msp"):
+        full = scoring.compute_score(name, [z, z * 0.5])
+        half = scoring.compute_score(name, [z.half(), (z * 0.5).half()])
+        assert torch.isfinite(half).all(), name
+        assert float(half) == pytest.approx(float(full), abs=2e-3), name
