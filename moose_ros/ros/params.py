@@ -50,7 +50,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("backend", "auto", f"inference backend: {', '.join(BACKENDS)}"),
     ParamSpec("threads", 0, "CPU threads for the backend; 0 = backend default"),
     ParamSpec("score", "", "exported score to publish on ~/anomaly; empty = the model's first score"),
-    ParamSpec("threshold", 0.0, "~/anomaly/mask is 255 where the raw score > threshold (run-time changeable)"),
+    ParamSpec("threshold", -3.0, "~/anomaly/mask is 255 where the raw score > threshold (run-time changeable)"),
     ParamSpec("overlay_alpha", 0.5, "heatmap weight in ~/anomaly/overlay, [0, 1] (run-time changeable)"),
     ParamSpec("colormap", "turbo", f"overlay colour map: {', '.join(COLORMAPS)} (run-time changeable)"),
     ParamSpec("score_range", [0.0, 0.0], "[lo, hi] raw-score display range for the overlay; [0, 0] = auto"),
@@ -85,7 +85,7 @@ class NodeConfig:
     backend: str = "auto"
     threads: int | None = None
     score: str = ""
-    threshold: float = 0.0
+    threshold: float = -3.0
     overlay_alpha: float = 0.5
     colormap: str = "turbo"
     score_range: tuple[float, float] | None = None
