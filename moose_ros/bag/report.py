@@ -91,7 +91,7 @@ def _latency_section(results: Sequence[BagEvalResult]) -> str:
 def _gallery(results: Sequence[BagEvalResult]) -> list[Any]:
     """One row per kept frame: image, ground truth, segmentation (first run), every run's score overlay."""
     from moose_ros.data import CITYSCAPES_COLORS
-    from moose_ros.eval.core import GalleryItem, _render_gallery
+    from moose_ros.eval.core import GalleryItem, render_gallery_item
 
     frames: dict[str, dict[str, Any]] = {}
     for r in results:
@@ -106,7 +106,7 @@ def _gallery(results: Sequence[BagEvalResult]) -> list[Any]:
     for name, entry in frames.items():
         frame = entry["frame"]
         ood = frame.ood if frame.ood is not None else np.zeros(frame.image.shape[:2], np.uint8)
-        item = _render_gallery(frame.image, ood, entry["maps"], name)
+        item = render_gallery_item(frame.image, ood, entry["maps"], name)
         if not isinstance(item, GalleryItem):
             continue
         if frame.labels is not None:

@@ -26,7 +26,16 @@ import numpy as np
 from moose_ros.errors import ConfigError, DatasetError
 from moose_ros.metrics import DEFAULT_BINS, ComponentMetrics, OodMetrics
 
-__all__ = ["GalleryItem", "OodEvaluation", "ScoreFn", "evaluate_ood", "gallery_indices", "progress_iter", "split_key"]
+__all__ = [
+    "GalleryItem",
+    "OodEvaluation",
+    "ScoreFn",
+    "evaluate_ood",
+    "gallery_indices",
+    "progress_iter",
+    "render_gallery_item",
+    "split_key",
+]
 
 #: image uint8 [H, W, 3] RGB -> {"<method>/<score>": float [H, W] score map, higher = anomalous}
 ScoreFn = Callable[[np.ndarray], Mapping[str, np.ndarray]]
@@ -101,7 +110,9 @@ def _ood_rgb(ood: np.ndarray) -> np.ndarray:
     return lut[ood]
 
 
-def _render_gallery(image: np.ndarray, ood: np.ndarray, maps: Mapping[str, np.ndarray], name: str) -> GalleryItem:
+def render_gallery_item(image: np.ndarray, ood: np.ndarray, maps: Mapping[str, np.ndarray], name: str) -> GalleryItem:
+    """Gallery panels for one frame: image uint8 [H,W,3], ground truth ood uint8 [H,W] (0/1/255), one overlay per
+    score map float [H,W] (each on its own percentile range). Shared by ``moose eval`` and ``moose bag evaluate``."""
     from moose_ros.visualize import normalize_scores, overlay_heatmap
 
     panels: list[tuple[str, np.ndarray]] = [("image", image), ("ground truth", _ood_rgb(ood))]
@@ -199,7 +210,7 @@ def evaluate_ood(
             for j, k in enumerate(comp_keys):
                 np.save(cache / f"{i:06d}_{j}.npy", np.asarray(maps[k], dtype=np.float16))
             if i in show:
-                gallery_rows.append(_render_gallery(image, ood, {k: maps[k] for k in draw}, str(sample.name)))
+                gallery_rows.append(render_gallery_item(image, ood, {k: maps[k] for k in draw}, str(sample.name)))
         components: dict[str, dict[str, Any]] = {}
         for j, k in enumerate(comp_keys):
             components[k] = _components_pass(
