@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -ra test
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check moose_ros test launch
+	$(VENV)/bin/ruff check moose_ros test launch setup.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
@@ -23,7 +24,7 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     description="MOoSe multi-head out-of-distribution segmentation for ROS 2",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
