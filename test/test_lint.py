@@ -1,0 +1,29 @@
+"""Code standards that CI enforces: ruff-clean, and the layer rules' lazy imports (see DESIGN.md)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_ruff_is_clean() -> None:
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    if not Path(ruff).exists():
+        pytest.skip("ruff is not installed (pip install -e '.[dev]')")
+    proc = subprocess.run([ruff, "check", "moose_ros", "test", "launch", "setup.py"], cwd=REPO,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("module", ["moose_ros.scoring", "moose_ros.metrics", "moose_ros.data",
+                                    "moose_ros.visualize", "moose_ros.backends", "moose_ros.cli"])
+def test_core_modules_import_without_torch_or_rclpy(module: str) -> None:
+    code = f"import sys, {module}; print('torch' in sys.modules, 'rclpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"], f"{module} pulls in torch/rclpy: {out}"
