@@ -52,16 +52,18 @@ def test_bad_parameters_stop_start_up(
 
 
 def test_empty_model_without_bundled_model_says_so(tmp_path: Path, ros_env: dict[str, str]) -> None:
-    from moose_ros.errors import ConfigError
-    from moose_ros.resources import bundled_model_path
+    """An install whose share/moose_ros lacks the bundled model: empty ``model`` stops start-up with advice."""
+    import shutil
 
-    try:
-        bundled_model_path()
-    except ConfigError:
-        code, log = _run_to_exit({"model": ""}, ros_env, tmp_path / "node.log")
-        assert code == 2 and "bundled model" in log and "model:=" in log, log
-    else:
-        pytest.skip("the bundled model exists here; the node would start with it")
+    from moose_ros.resources import share_dir
+
+    share = tmp_path / "prefix" / "share" / "moose_ros"
+    shutil.copytree(share_dir() / "config", share / "config")
+    shutil.copy2(share_dir() / "package.xml", share / "package.xml")
+    (share / "models").mkdir()
+    env = dict(ros_env, AMENT_PREFIX_PATH=str(tmp_path / "prefix"))
+    code, log = _run_to_exit({"model": ""}, env, tmp_path / "node.log")
+    assert code == 2 and "bundled model" in log and "model:=" in log, log
 
 
 def test_two_cameras_one_backend_and_output_size(tmp_path: Path, ros_domain: int, ros_env: dict[str, str]) -> None:
