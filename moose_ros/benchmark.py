@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from moose_ros.errors import BackendError, ConfigError
+from moose_ros.sizes import parse_size
 
 __all__ = ["TARGETS", "VARIANTS", "BenchConfig", "format_markdown", "run_benchmark"]
 
@@ -375,9 +376,5 @@ def parse_sizes(items: Sequence[str]) -> tuple[tuple[int, int], ...]:
     out = []
     for item in items:
         for text in item.split(","):
-            try:
-                h, w = (int(v) for v in text.strip().lower().split("x"))
-            except ValueError:
-                raise ConfigError(f"--sizes: expected HxW entries like 480x640, got {text!r}") from None
-            out.append((h, w))
+            out.append(parse_size(text, what="--sizes"))
     return tuple(out)

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from moose_ros.errors import ConfigError, MooseError
+from moose_ros.sizes import size_type
 
 __all__ = ["HELP", "SizeResult", "add_arguments", "format_table", "passthrough_model", "run"]
 
@@ -60,23 +61,13 @@ class SizeResult:
     overload_dropped: int
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size '{text}' is not WIDTHxHEIGHT, e.g. 1280x720") from None
-    if width < 1 or height < 1:
-        raise argparse.ArgumentTypeError(f"size '{text}' must be positive")
-    return width, height
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``moose bench node``."""
     parser.add_argument("--model", type=Path, default=None,
                         help="fused .onnx (default: the bundled model), or 'passthrough' for a no-compute graph")
     parser.add_argument("--backend", default="auto", help="node backend (default auto)")
     parser.add_argument("--threads", type=int, default=0, help="backend CPU threads (0 = backend default)")
-    parser.add_argument("--sizes", type=_size, nargs="+", default=[(1280, 720), (2048, 1024)],
+    parser.add_argument("--sizes", type=size_type(order="WxH"), nargs="+", default=[(1280, 720), (2048, 1024)],
                         help="input sizes WIDTHxHEIGHT (default 1280x720 2048x1024)")
     parser.add_argument("--frames", type=int, default=30, help="closed-loop frames per size (default 30)")
     parser.add_argument("--warmup", type=int, default=3, help="unmeasured frames per size first (default 3)")

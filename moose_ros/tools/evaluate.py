@@ -81,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _input_size(text: str) -> Any:
-    from moose_ros.tools.export import parse_size
+    from moose_ros.sizes import parse_size
 
     if text in ("native", "checkpoint"):
         return None if text == "native" else "checkpoint"

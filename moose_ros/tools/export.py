@@ -11,23 +11,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from moose_ros.errors import ConfigError
 from moose_ros.scoring import SCORE_NAMES
+from moose_ros.sizes import parse_size
 
-__all__ = ["HELP", "add_arguments", "parse_size", "run"]
+__all__ = ["HELP", "add_arguments", "run"]
 
 HELP = "export a checkpoint to the fused ONNX graph (uint8 image in; labels + anomaly scores out)"
-
-
-def parse_size(text: str, *, what: str = "size") -> tuple[int, int]:
-    """``"HxW"`` (pixels) -> (H, W); ConfigError naming ``what`` otherwise."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"{what} must be HxW in pixels (e.g. 512x1024), got {text!r}") from None
-    if h < 1 or w < 1:
-        raise ConfigError(f"{what} must be positive, got {text!r}")
-    return h, w
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -14,20 +14,11 @@ import argparse
 import logging
 import time
 
+from moose_ros.sizes import size_type
+
 HELP = "generate SynthStreet scenes (Cityscapes layout for training, LostAndFound/Fishyscapes for OoD tests)"
 
 log = logging.getLogger(__name__)
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"256x512"`` -> (256, 512): height x width in pixels."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like HEIGHTxWIDTH (e.g. 256x512), got {text!r}") from None
-    if h < 16 or w < 16:
-        raise argparse.ArgumentTypeError(f"size {text!r} is too small; need at least 16x16")
-    return h, w
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", help="dataset root to write into (created if missing)")
     parser.add_argument("--split", default=None, help="split name (default: train, or test with --ood/--sequence)")
     parser.add_argument("--count", type=int, default=100, help="frames to write (sequences with --sequence)")
-    parser.add_argument("--size", type=parse_size, default=(256, 512), help="HEIGHTxWIDTH in pixels (256x512)")
+    parser.add_argument("--size", type=size_type(minimum=16), default=(256, 512),
+                        help="HEIGHTxWIDTH in pixels (256x512)")
     parser.add_argument("--seed", type=int, default=0, help="generator seed; same seed, same bytes (0)")
     parser.add_argument("--layout", default=None,
                         help="cityscapes | lostandfound | fishyscapes, or several joined by commas "
