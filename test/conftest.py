@@ -26,3 +26,16 @@ def ros_domain() -> int:
 def ros_env(ros_domain: int, tmp_path: Path) -> dict[str, str]:
     """Environment for child ROS processes of one test: loopback profile, the test's domain, logs in tmp."""
     return loopback_env(ros_domain, log_dir=tmp_path / "ros_logs")
+
+
+@pytest.fixture(scope="module")
+def torch_threads(request: pytest.FixtureRequest):
+    """Limit torch to the module's ``TORCH_THREADS`` (default 1) for the module, then restore.
+
+    Use with ``pytestmark = pytest.mark.usefixtures("torch_threads")``; torch is imported only here, lazily.
+    """
+    torch = pytest.importorskip("torch")
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(getattr(request.module, "TORCH_THREADS", 1)))
+    yield
+    torch.set_num_threads(old)

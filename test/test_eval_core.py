@@ -22,12 +22,8 @@ from moose_ros.model import build_model
 SCORES = ("max_logit", "entropy", "msp")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_threads")
+TORCH_THREADS = 1
 
 
 @pytest.fixture(scope="module")

@@ -32,12 +32,8 @@ def main(argv: list[str]) -> int:
         return 2
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_threads")
+TORCH_THREADS = 1
 
 
 @pytest.fixture(scope="module")

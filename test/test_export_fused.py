@@ -55,12 +55,8 @@ def random_images(n: int, h: int, w: int, seed: int = 1) -> np.ndarray:
     return np.clip(up.permute(0, 2, 3, 1).numpy() + noise, 0, 255).astype(np.uint8)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_threads")
+TORCH_THREADS = 2
 
 
 @pytest.fixture(scope="module")

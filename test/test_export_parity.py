@@ -4,30 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from test_export_fused import SCORES, random_images, tiny_model
+from test_export_fused import SCORES, _torch_outputs, random_images, tiny_model
 from torch import nn
 
 from moose_ros.backends.onnxruntime import OnnxRuntimeBackend
 from moose_ros.export import FusedMoose, export_onnx
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_threads")
+TORCH_THREADS = 2
 
 
 @pytest.fixture(scope="module")
 def model() -> nn.Module:
     return tiny_model()
-
-
-def _torch_outputs(fused: FusedMoose, images: np.ndarray) -> dict[str, np.ndarray]:
-    with torch.no_grad():
-        return {k: v.numpy() for k, v in fused.eval().run(torch.from_numpy(images)).items()}
 
 
 @pytest.mark.parametrize("resolution", ["feature", "full"])
