@@ -28,7 +28,7 @@ from moose_ros.errors import ConfigError, ExportError
 from moose_ros.export.fused import FusedMoose
 from moose_ros.export.trt_check import check_tensorrt_compatible
 
-__all__ = ["OPSET", "build_model_meta", "export_onnx", "make_fused"]
+__all__ = ["OPSET", "build_model_meta", "export_onnx", "make_fused", "operating_point_extra"]
 
 LOG = logging.getLogger(__name__)
 
@@ -44,6 +44,23 @@ def _default_colors(count: int) -> tuple[tuple[int, int, int], ...]:
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
+
+
+def operating_point_extra(calibration: dict[str, Any]) -> dict[str, Any]:
+    """``{"thresholds": {score: t}, "score_ranges": {score: [lo, hi]}}`` from a checkpoint's calibration.
+
+    The node reads these two maps of ``ModelMeta.extra`` when its ``threshold`` / ``score_range`` parameters
+    are left unset; scores without an operating point are simply absent.
+    """
+    points = (calibration or {}).get("operating_points") or {}
+    thresholds = {k: float(v["threshold"]) for k, v in points.items() if "threshold" in v}
+    ranges = {k: [float(x) for x in v["display_range"]] for k, v in points.items() if "display_range" in v}
+    out: dict[str, Any] = {}
+    if thresholds:
+        out["thresholds"] = thresholds
+    if ranges:
+        out["score_ranges"] = ranges
+    return out
 
 
 def build_model_meta(fused: FusedMoose, checkpoint_meta: Any | None = None, *, extra: dict | None = None) -> ModelMeta:
@@ -63,7 +80,9 @@ def build_model_meta(fused: FusedMoose, checkpoint_meta: Any | None = None, *, e
             "recipe": getattr(checkpoint_meta, "recipe", {}),
             "metrics": getattr(checkpoint_meta, "metrics", {}),
             "train_input_size": getattr(checkpoint_meta, "input_size", None),
+            "calibration": getattr(checkpoint_meta, "calibration", {}),
         }
+        info.update(operating_point_extra(info["calibration"]))
     else:
         num_classes = getattr(model, "num_classes", None)
         if num_classes is None:

@@ -40,7 +40,9 @@ __all__ = [
 
 PathLike = str | os.PathLike
 
-_COMMON = {"num_classes": 19, "probe_width": 256, "probe_depth": 1}
+_COMMON = {"num_classes": 19, "probe_width": 256, "probe_depth": 1, "probe_dropout": 0.5}
+#: Arguments that change training behaviour only (no weights): a checkpoint may be rebuilt with another value.
+_TRAINING_ONLY = frozenset({"probe_dropout"})
 _DEEPLAB = {**_COMMON, "aspp_channels": 256, "atrous_rates": None, "output_stride": 8}
 _DEFAULTS: dict[str, dict[str, Any]] = {
     "deeplabv3_mobilenet_v3_large": {**_DEEPLAB, "output_stride": 16, "reduced_tail": False},
@@ -76,6 +78,12 @@ def _int(where: str, name: str, value: Any, minimum: int) -> int:
     return value
 
 
+def _probability(where: str, name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) < 1.0:
+        raise ConfigError(f"{where}: {name} must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
 def _int_tuple(where: str, name: str, value: Any) -> tuple[int, ...]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) == 0:
         raise ConfigError(f"{where}: {name} must be a non-empty sequence of integers >= 1, got {value!r}")
@@ -89,6 +97,7 @@ def _resolve(architecture: str, config: dict[str, Any]) -> dict[str, Any]:
     out["num_classes"] = _int(where, "num_classes", config["num_classes"], 1)
     out["probe_width"] = _int(where, "probe_width", config["probe_width"], 1)
     out["probe_depth"] = _int(where, "probe_depth", config["probe_depth"], 0)
+    out["probe_dropout"] = _probability(where, "probe_dropout", config["probe_dropout"])
     if config["output_stride"] not in _OUTPUT_STRIDES or isinstance(config["output_stride"], bool):
         raise ConfigError(f"{where}: output_stride must be one of {_OUTPUT_STRIDES}, got {config['output_stride']!r}")
     if "aspp_channels" in config:
@@ -109,7 +118,8 @@ def _resolve(architecture: str, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _assemble(architecture: str, c: dict[str, Any]) -> MooseSegmentationModel:
-    probe = {"num_classes": c["num_classes"], "probe_width": c["probe_width"], "probe_depth": c["probe_depth"]}
+    probe = {"num_classes": c["num_classes"], "probe_width": c["probe_width"], "probe_depth": c["probe_depth"],
+             "probe_dropout": c["probe_dropout"]}
     family, _, trunk = architecture.partition("_")
     if trunk == "mobilenet_v3_large":
         backbone, channels = mobilenet_v3_large_backbone(output_stride=c["output_stride"],
@@ -173,11 +183,11 @@ def build_from_loaded(
                 f"{source}: checkpoint model_kwargs {stray} are not arguments of moose_{architecture}"
             )
         for key, value in given.items():
-            if key in meta.model_kwargs and not _same(value, meta.model_kwargs[key]):
+            if key in meta.model_kwargs and key not in _TRAINING_ONLY and not _same(value, meta.model_kwargs[key]):
                 raise CheckpointError(f"{source}: argument {key}={value!r} contradicts the checkpoint's "
                                       f"{key}={meta.model_kwargs[key]!r}")
         config.update(meta.model_kwargs)
-    config.update(given)
+    config.update(given)  # given training-only values (probe_dropout) win over the checkpoint's
     config = _resolve(architecture, config)
     model = _assemble(architecture, config)
     model.architecture = architecture
@@ -219,6 +229,8 @@ Common arguments (``None`` = the checkpoint's value, else the default):
     num_classes: C (default 19, the Cityscapes train ids).
     probe_width: hidden channels of every probe (default 256).
     probe_depth: 3x3 conv + BN + ReLU blocks per probe, >= 0 (default 1).
+    probe_dropout: dropout probability after each probe's projection, [0, 1) (default 0.5; training only, a
+        checkpoint may be rebuilt with another value).
     output_stride: 8 or 16; the features are H/OS x W/OS.
     freeze_trunk: start with ``train_probes_only()`` (default False).
     checkpoint: a file from :func:`~moose_ros.model.checkpoint.save_checkpoint`; its meta supplies every
@@ -236,6 +248,7 @@ def moose_deeplabv3_resnet18(
     num_classes: int | None = None,
     probe_width: int | None = None,
     probe_depth: int | None = None,
+    probe_dropout: float | None = None,
     aspp_channels: int | None = None,
     atrous_rates: Sequence[int] | None = None,
     output_stride: int | None = None,
@@ -244,6 +257,7 @@ def moose_deeplabv3_resnet18(
 ) -> MooseDeepLabV3:
     """DeepLabV3 with a dilated ResNet-18 (default output stride 8, 512-channel features), K = 4 probes."""
     kwargs = {"num_classes": num_classes, "probe_width": probe_width, "probe_depth": probe_depth,
+              "probe_dropout": probe_dropout,
               "aspp_channels": aspp_channels, "atrous_rates": atrous_rates, "output_stride": output_stride}
     return _build("deeplabv3_resnet18", kwargs, checkpoint, freeze_trunk)
 
@@ -253,6 +267,7 @@ def moose_deeplabv3_resnet50(
     num_classes: int | None = None,
     probe_width: int | None = None,
     probe_depth: int | None = None,
+    probe_dropout: float | None = None,
     aspp_channels: int | None = None,
     atrous_rates: Sequence[int] | None = None,
     output_stride: int | None = None,
@@ -264,6 +279,7 @@ def moose_deeplabv3_resnet50(
     The trunk has torchvision's ``deeplabv3_resnet50`` parameter names (with ``aspp_channels=256``).
     """
     kwargs = {"num_classes": num_classes, "probe_width": probe_width, "probe_depth": probe_depth,
+              "probe_dropout": probe_dropout,
               "aspp_channels": aspp_channels, "atrous_rates": atrous_rates, "output_stride": output_stride}
     return _build("deeplabv3_resnet50", kwargs, checkpoint, freeze_trunk)
 
@@ -273,6 +289,7 @@ def moose_deeplabv3_resnet101(
     num_classes: int | None = None,
     probe_width: int | None = None,
     probe_depth: int | None = None,
+    probe_dropout: float | None = None,
     aspp_channels: int | None = None,
     atrous_rates: Sequence[int] | None = None,
     output_stride: int | None = None,
@@ -281,6 +298,7 @@ def moose_deeplabv3_resnet101(
 ) -> MooseDeepLabV3:
     """DeepLabV3 with a dilated ResNet-101 (default output stride 8), K = 4 probes (torchvision names)."""
     kwargs = {"num_classes": num_classes, "probe_width": probe_width, "probe_depth": probe_depth,
+              "probe_dropout": probe_dropout,
               "aspp_channels": aspp_channels, "atrous_rates": atrous_rates, "output_stride": output_stride}
     return _build("deeplabv3_resnet101", kwargs, checkpoint, freeze_trunk)
 
@@ -290,6 +308,7 @@ def moose_deeplabv3_mobilenet_v3_large(
     num_classes: int | None = None,
     probe_width: int | None = None,
     probe_depth: int | None = None,
+    probe_dropout: float | None = None,
     aspp_channels: int | None = None,
     atrous_rates: Sequence[int] | None = None,
     output_stride: int | None = None,
@@ -305,6 +324,7 @@ def moose_deeplabv3_mobilenet_v3_large(
     With the defaults the trunk has torchvision's ``deeplabv3_mobilenet_v3_large`` parameter names.
     """
     kwargs = {"num_classes": num_classes, "probe_width": probe_width, "probe_depth": probe_depth,
+              "probe_dropout": probe_dropout,
               "aspp_channels": aspp_channels, "atrous_rates": atrous_rates, "output_stride": output_stride,
               "reduced_tail": reduced_tail}
     return _build("deeplabv3_mobilenet_v3_large", kwargs, checkpoint, freeze_trunk)
@@ -315,6 +335,7 @@ def moose_deeplabv3plus_resnet50(
     num_classes: int | None = None,
     probe_width: int | None = None,
     probe_depth: int | None = None,
+    probe_dropout: float | None = None,
     aspp_channels: int | None = None,
     atrous_rates: Sequence[int] | None = None,
     output_stride: int | None = None,
@@ -327,6 +348,7 @@ def moose_deeplabv3plus_resnet50(
     ``decoder_channels`` (default 256) is the width of the decoder's 3x3 convs.
     """
     kwargs = {"num_classes": num_classes, "probe_width": probe_width, "probe_depth": probe_depth,
+              "probe_dropout": probe_dropout,
               "aspp_channels": aspp_channels, "atrous_rates": atrous_rates, "output_stride": output_stride,
               "decoder_channels": decoder_channels}
     return _build("deeplabv3plus_resnet50", kwargs, checkpoint, freeze_trunk)
@@ -337,6 +359,7 @@ def moose_deeplabv3plus_resnet101(
     num_classes: int | None = None,
     probe_width: int | None = None,
     probe_depth: int | None = None,
+    probe_dropout: float | None = None,
     aspp_channels: int | None = None,
     atrous_rates: Sequence[int] | None = None,
     output_stride: int | None = None,
@@ -346,6 +369,7 @@ def moose_deeplabv3plus_resnet101(
 ) -> MooseDeepLabV3Plus:
     """DeepLabV3+ with ResNet-101 (default output stride 16), outputs at stride 4, K = 4 probes."""
     kwargs = {"num_classes": num_classes, "probe_width": probe_width, "probe_depth": probe_depth,
+              "probe_dropout": probe_dropout,
               "aspp_channels": aspp_channels, "atrous_rates": atrous_rates, "output_stride": output_stride,
               "decoder_channels": decoder_channels}
     return _build("deeplabv3plus_resnet101", kwargs, checkpoint, freeze_trunk)
@@ -356,6 +380,7 @@ def moose_pspnet_resnet50(
     num_classes: int | None = None,
     probe_width: int | None = None,
     probe_depth: int | None = None,
+    probe_dropout: float | None = None,
     pool_scales: Sequence[int] | None = None,
     pyramid_channels: int | None = None,
     output_stride: int | None = None,
@@ -367,6 +392,7 @@ def moose_pspnet_resnet50(
     ``pool_scales`` default (1, 2, 3, 6) (K = 4); ``pyramid_channels`` default 512 per level.
     """
     kwargs = {"num_classes": num_classes, "probe_width": probe_width, "probe_depth": probe_depth,
+              "probe_dropout": probe_dropout,
               "pool_scales": pool_scales, "pyramid_channels": pyramid_channels, "output_stride": output_stride}
     return _build("pspnet_resnet50", kwargs, checkpoint, freeze_trunk)
 
@@ -376,6 +402,7 @@ def moose_pspnet_resnet101(
     num_classes: int | None = None,
     probe_width: int | None = None,
     probe_depth: int | None = None,
+    probe_dropout: float | None = None,
     pool_scales: Sequence[int] | None = None,
     pyramid_channels: int | None = None,
     output_stride: int | None = None,
@@ -384,6 +411,7 @@ def moose_pspnet_resnet101(
 ) -> MoosePSPNet:
     """PSPNet with a dilated ResNet-101 (default output stride 8), one probe per pool scale (K = 4)."""
     kwargs = {"num_classes": num_classes, "probe_width": probe_width, "probe_depth": probe_depth,
+              "probe_dropout": probe_dropout,
               "pool_scales": pool_scales, "pyramid_channels": pyramid_channels, "output_stride": output_stride}
     return _build("pspnet_resnet101", kwargs, checkpoint, freeze_trunk)
 

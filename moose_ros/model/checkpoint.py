@@ -71,6 +71,9 @@ class CheckpointMeta:
         probe_config: probe settings and state (``num_probes``, ``width``, ``depth``, e.g. ``trained``).
         recipe: training recipe (optimiser, steps, seeds, data ...), JSON data.
         metrics: metrics the checkpoint reached (e.g. ``{"val_miou": 0.72}``), JSON data.
+        calibration: post-hoc values measured on held-out data after training, JSON data. Known keys:
+            ``operating_points`` = ``{score: {"threshold": t, "display_range": [lo, hi], "split": ..., ...}}``
+            (the node's default mask threshold and overlay range per exported score).
     """
 
     architecture: str
@@ -84,6 +87,7 @@ class CheckpointMeta:
     probe_config: dict[str, Any] = field(default_factory=dict)
     recipe: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         setf = object.__setattr__
@@ -109,7 +113,7 @@ class CheckpointMeta:
             raise ConfigError(f"CheckpointMeta: mean/std need 3 values with std > 0, got {self.mean} / {self.std}")
         if self.input_size is not None and min(self.input_size) < 1:
             raise ConfigError(f"CheckpointMeta: input_size must be positive (H, W), got {self.input_size}")
-        for name in ("model_kwargs", "probe_config", "recipe", "metrics"):
+        for name in ("model_kwargs", "probe_config", "recipe", "metrics", "calibration"):
             setf(self, name, _jsonable(dict(getattr(self, name)), name))
         num_classes = self.model_kwargs.get("num_classes")
         if num_classes is not None and num_classes != len(self.classes):

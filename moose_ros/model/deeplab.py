@@ -61,11 +61,18 @@ class MooseDeepLabV3(MooseSegmentationModel):
         backbone: returns ``{"out": features}`` (an ``IntermediateLayerGetter`` as torchvision's).
         classifier: a :func:`deeplab_head`.
         num_classes: C.
-        probe_width, probe_depth: see :class:`~moose_ros.model.probes.Probe`.
+        probe_width, probe_depth, probe_dropout: see :class:`~moose_ros.model.probes.Probe`.
     """
 
     def __init__(
-        self, backbone: nn.Module, classifier: nn.Sequential, *, num_classes: int, probe_width: int, probe_depth: int
+        self,
+        backbone: nn.Module,
+        classifier: nn.Sequential,
+        *,
+        num_classes: int,
+        probe_width: int,
+        probe_depth: int,
+        probe_dropout: float = 0.5,
     ) -> None:
         super().__init__(num_classes)
         self.backbone = backbone
@@ -74,7 +81,8 @@ class MooseDeepLabV3(MooseSegmentationModel):
         width = _aspp_channels(aspp)
         num_probes = len(aspp.convs) - 1
         self.probes = nn.ModuleList(
-            Probe(2 * width, num_classes, width=probe_width, depth=probe_depth) for _ in range(num_probes)
+            Probe(2 * width, num_classes, width=probe_width, depth=probe_depth, dropout=probe_dropout)
+            for _ in range(num_probes)
         )
 
     def trunk_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -100,7 +108,7 @@ class MooseDeepLabV3Plus(MooseSegmentationModel):
         backbone: see above.
         low_level_channels: channels of the backbone's ``"low_level"`` output (256 for ResNet-50/101).
         aspp: a torchvision ``ASPP``.
-        num_classes, probe_width, probe_depth: as :class:`MooseDeepLabV3`.
+        num_classes, probe_width, probe_depth, probe_dropout: as :class:`MooseDeepLabV3`.
         decoder_channels: width of the decoder's 3x3 convs.
         projected_channels: channels of the projected low-level features (48 as in the DeepLabV3+ paper).
     """
@@ -114,6 +122,7 @@ class MooseDeepLabV3Plus(MooseSegmentationModel):
         num_classes: int,
         probe_width: int,
         probe_depth: int,
+        probe_dropout: float = 0.5,
         decoder_channels: int = 256,
         projected_channels: int = 48,
     ) -> None:
@@ -137,7 +146,8 @@ class MooseDeepLabV3Plus(MooseSegmentationModel):
         )
         num_probes = len(aspp.convs) - 1
         self.probes = nn.ModuleList(
-            Probe(2 * width + projected_channels, num_classes, width=probe_width, depth=probe_depth)
+            Probe(2 * width + projected_channels, num_classes, width=probe_width, depth=probe_depth,
+                  dropout=probe_dropout)
             for _ in range(num_probes)
         )
 

@@ -4,6 +4,7 @@ A probe reads ``[N, C_in, h, w]`` features (already detached by the caller's mod
 ``[N, num_classes, h, w]`` logits at the same resolution. Layout::
 
     1x1 conv (C_in -> width, no bias) + BN + ReLU                  "project"
+    Dropout(p)                                                     "dropout" (training only; p = 0 disables)
     depth x [3x3 conv (width -> width, no bias) + BN + ReLU]       "blocks"  (each block its own weights)
     1x1 conv (width -> num_classes, with bias)                     "classifier"
 
@@ -27,15 +28,21 @@ class Probe(nn.Module):
         width: channels of the hidden layers (``probe_width``).
         depth: number of 3x3 conv + BN + ReLU blocks after the projection (``probe_depth``, >= 0). Every block
             is a distinct module with its own parameters (no weight sharing across depth).
+        dropout: probability of the element-wise dropout after the projection (``probe_dropout``,
+            [0, 1)); it regularises each probe so that no single head becomes an over-confident detector. No
+            parameters: checkpoints load with any value.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, *, width: int = 256, depth: int = 1) -> None:
+    def __init__(
+        self, in_channels: int, num_classes: int, *, width: int = 256, depth: int = 1, dropout: float = 0.5
+    ) -> None:
         super().__init__()
         self.project = nn.Sequential(
             nn.Conv2d(in_channels, width, kernel_size=1, bias=False),
             nn.BatchNorm2d(width),
             nn.ReLU(inplace=True),
         )
+        self.dropout = nn.Dropout(p=dropout)
         self.blocks = nn.Sequential(*(self._block(width) for _ in range(depth)))
         self.classifier = nn.Conv2d(width, num_classes, kernel_size=1)
 
@@ -54,4 +61,4 @@ class Probe(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map features float [N, C_in, h, w] to logits float [N, num_classes, h, w]."""
-        return self.classifier(self.blocks(self.project(x)))
+        return self.classifier(self.blocks(self.dropout(self.project(x))))

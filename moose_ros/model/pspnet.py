@@ -93,7 +93,7 @@ class MoosePSPNet(MooseSegmentationModel):
         in_channels: backbone output channels (2048 for ResNet-50/101).
         pool_scales: pyramid scales.
         pyramid_channels: channels per pyramid level (512 for 2048 / 4 scales).
-        num_classes, probe_width, probe_depth: see :class:`~moose_ros.model.probes.Probe`.
+        num_classes, probe_width, probe_depth, probe_dropout: see :class:`~moose_ros.model.probes.Probe`.
         bottleneck_channels: width of the classifier's 3x3 conv.
     """
 
@@ -107,6 +107,7 @@ class MoosePSPNet(MooseSegmentationModel):
         num_classes: int,
         probe_width: int,
         probe_depth: int,
+        probe_dropout: float = 0.5,
         bottleneck_channels: int = 512,
     ) -> None:
         super().__init__(num_classes)
@@ -121,7 +122,8 @@ class MoosePSPNet(MooseSegmentationModel):
             nn.Conv2d(bottleneck_channels, num_classes, 1),
         )
         self.probes = nn.ModuleList(
-            Probe(in_channels + pyramid_channels, num_classes, width=probe_width, depth=probe_depth)
+            Probe(in_channels + pyramid_channels, num_classes, width=probe_width, depth=probe_depth,
+                  dropout=probe_dropout)
             for _ in pool_scales
         )
 
