@@ -11,8 +11,9 @@ import yaml
 from test_train_common import make_synth, random_base, write_recipe
 
 from moose_ros.data.synth import write_synthstreet
+from moose_ros.export.onnx_export import operating_point_extra
 from moose_ros.model import load_checkpoint
-from moose_ros.train.ood_table import METHODS, SCORES, main
+from moose_ros.train.ood_table import METHODS, REGIONS, SCORES, main
 
 
 @pytest.mark.slow
@@ -30,9 +31,12 @@ def test_ood_table_trains_seeds_and_reports_every_method(tmp_path: Path) -> None
     runs = tmp_path / "runs"
     random_base(runs / "base.pt")
 
+    ood_val = tmp_path / "ood_val"
+    write_synthstreet(ood_val, split="val", count=2, seed=6, height=64, width=128, ood=True, layout="fishyscapes")
     bundle = tmp_path / "models" / "bundled.pt"
     assert main(["--config", str(recipe), "--runs", str(runs), "--seeds", "0", "1", "--train", "--no-progress",
-                 "--bundle", str(bundle), "--bundle-seed", "1"]) == 0
+                 "--bundle", str(bundle), "--bundle-seed", "1", "--operating-root", str(ood_val),
+                 "--operating-seed", "6"]) == 0
 
     for seed in (0, 1):
         assert (runs / f"seed{seed}" / "probes.pt").is_file() and (runs / f"seed{seed}" / "refit.pt").is_file()
@@ -40,22 +44,36 @@ def test_ood_table_trains_seeds_and_reports_every_method(tmp_path: Path) -> None
     assert table["num_images"] == 3 and table["seeds"] == [0, 1]
     for method in METHODS:
         for score in SCORES:
-            for protocol in ("pooled", "per_image"):
-                cell = table["summary"][method][score][protocol]
-                n = 1 if method == "Global" else 2
-                assert len(cell["aupr"]["values"]) == n
-                assert all(0.0 <= v <= 100.0 for v in cell["aupr"]["values"] + cell["fpr95"]["values"])
+            for region in REGIONS:
+                for protocol in ("pooled", "per_image"):
+                    cell = table["summary"][method][score][region][protocol]
+                    n = 1 if method == "Global" else 2
+                    assert len(cell["aupr"]["values"]) == n
+                    values = cell["aupr"]["values"] + cell["fpr95"]["values"] + cell["auroc"]["values"]
+                    assert all(0.0 <= v <= 100.0 for v in values)
+    # the whole image counts the off-road pixels the road protocol leaves void: more pixels, more negatives
+    road = table["raw"]["Global"]["entropy"]["road"]["pooled"][0]
+    image = table["raw"]["Global"]["entropy"]["image"]["pooled"][0]
+    assert image["num_pixels"] > road["num_pixels"]
+    assert image["num_anomaly_pixels"] == road["num_anomaly_pixels"] > 0
     # different seeds give different probes, hence (almost surely) different MOoSe scores
-    moose = table["summary"]["MOoSe"]["entropy"]["pooled"]["aupr"]["values"]
+    moose = table["summary"]["MOoSe"]["entropy"]["road"]["pooled"]["aupr"]["values"]
     assert moose[0] != moose[1]
     bundled, meta = load_checkpoint(bundle)
     seed1, _ = load_checkpoint(runs / "seed1" / "probes.pt")
     assert all(torch.equal(a, b) for a, b in zip(bundled.state_dict().values(), seed1.state_dict().values(),
                                                   strict=True))
-    cell = meta.metrics["ood_table"]["summary"]["MOoSe"]["max_logit"]["pooled"]["aupr"]
-    assert cell["mean"] == pytest.approx(table["summary"]["MOoSe"]["max_logit"]["pooled"]["aupr"]["mean"])
+    cell = meta.metrics["ood_table"]["summary"]["MOoSe"]["max_logit"]["image"]["pooled"]["aupr"]
+    assert cell["mean"] == pytest.approx(table["summary"]["MOoSe"]["max_logit"]["image"]["pooled"]["aupr"]["mean"])
     assert meta.metrics["ood_table"]["bundled_seed"] == 1 and "probes" in meta.metrics
+    # operating points chosen on the OoD validation split, per head set and score, reach the ONNX meta
+    assert meta.calibration["operating_split"]["seed"] == 6 and meta.calibration["operating_split"]["images"] == 2
+    for heads in ("moose", "global"):
+        extra = operating_point_extra(meta.calibration, heads)
+        assert set(extra["thresholds"]) == set(SCORES) and set(extra["score_ranges"]) == set(SCORES)
+        assert all(lo < hi for lo, hi in extra["score_ranges"].values())
+    assert operating_point_extra(meta.calibration, "moose") != operating_point_extra(meta.calibration, "global")
     assert set(table["disagreement"]) == {"0", "1"}
     assert all(0.0 <= v <= 1.0 for d in table["disagreement"].values() for v in d.values())
     md = (runs / "ood_table.md").read_text()
-    assert "| MOoSe |" in md and "per_image protocol" in md
+    assert "| MOoSe |" in md and "road region, per_image protocol" in md and "image region, pooled" in md

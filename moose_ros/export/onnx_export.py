@@ -46,13 +46,14 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def operating_point_extra(calibration: dict[str, Any]) -> dict[str, Any]:
+def operating_point_extra(calibration: dict[str, Any], heads: str) -> dict[str, Any]:
     """``{"thresholds": {score: t}, "score_ranges": {score: [lo, hi]}}`` from a checkpoint's calibration.
 
-    The node reads these two maps of ``ModelMeta.extra`` when its ``threshold`` / ``score_range`` parameters
-    are left unset; scores without an operating point are simply absent.
+    ``calibration["operating_points"][heads]`` holds one entry per score for the exported head set (``moose``
+    or ``global``). The node reads these two maps of ``ModelMeta.extra`` when its ``threshold`` /
+    ``score_range`` parameters are left unset; scores without an operating point are simply absent.
     """
-    points = (calibration or {}).get("operating_points") or {}
+    points = ((calibration or {}).get("operating_points") or {}).get(heads) or {}
     thresholds = {k: float(v["threshold"]) for k, v in points.items() if "threshold" in v}
     ranges = {k: [float(x) for x in v["display_range"]] for k, v in points.items() if "display_range" in v}
     out: dict[str, Any] = {}
@@ -82,7 +83,6 @@ def build_model_meta(fused: FusedMoose, checkpoint_meta: Any | None = None, *, e
             "train_input_size": getattr(checkpoint_meta, "input_size", None),
             "calibration": getattr(checkpoint_meta, "calibration", {}),
         }
-        info.update(operating_point_extra(info["calibration"]))
     else:
         num_classes = getattr(model, "num_classes", None)
         if num_classes is None:
@@ -93,6 +93,7 @@ def build_model_meta(fused: FusedMoose, checkpoint_meta: Any | None = None, *, e
         ignore_index = 255
         info = {"model_kwargs": getattr(model, "model_kwargs", {})}
     info["heads"] = "ensemble" if type(fused).__name__ == "FusedEnsemble" else fused.heads_mode
+    info.update(operating_point_extra(info.get("calibration", {}), info["heads"]))
     info.update(extra or {})
     return ModelMeta(
         architecture=architecture,

@@ -7,7 +7,10 @@
   so the exact feature cache is computed once and shared).
 - Then every method is scored on the held-out OoD split (``data.ood_kind`` / ``data.ood_root``): the trunk runs
   once per image; each seed's heads run on its features. Logits are upsampled to the label size (bilinear)
-  before scoring, i.e. the exact full-resolution scores. Metrics: AUPR and FPR95, pooled and per-image.
+  before scoring, i.e. the exact full-resolution scores. Metrics: AUPR, FPR95 and AUROC, pooled and
+  per-image, in two regions: ``road`` (the Fishyscapes LostAndFound protocol: only road and anomaly pixels
+  count, everything off the road is void) and ``image`` (every pixel counts; anomaly = unknown object, the rest
+  in-distribution, so glow on class borders, the horizon or far buildings costs precision).
 - "Best probe" is chosen per seed on the **val split** (highest val mIoU recorded by the probes stage), never
   on the OoD split.
 
@@ -37,6 +40,19 @@ log = logging.getLogger(__name__)
 
 SCORES: tuple[str, ...] = ("max_logit", "entropy", "msp")
 PROTOCOLS: tuple[str, ...] = ("pooled", "per_image")
+REGIONS: tuple[str, ...] = ("road", "image")
+METRICS: tuple[str, ...] = ("aupr", "fpr95", "auroc")
+
+
+def region_labels(ood: np.ndarray, region: str) -> np.ndarray:
+    """Labels uint8 [H, W] (0 in-distribution, 1 anomaly, 255 void) of Fishyscapes-layout ``ood`` for a region.
+
+    ``road`` keeps the layout's void (off-road pixels); ``image`` counts every non-anomaly pixel as
+    in-distribution.
+    """
+    if region == "road":
+        return ood
+    return (ood == 1).astype(np.uint8)
 METHODS: tuple[str, ...] = ("Global", "Global-refit", "Best probe", "MOoSe")
 
 
@@ -88,7 +104,8 @@ def evaluate_ood(
 ) -> dict[str, Any]:
     """Score every method on ``ood_samples`` (``OodSample`` sequence); returns the raw metric dicts.
 
-    Result layout: ``{"methods": {method: {score: {protocol: [metrics per seed]}}}, "best_probe": {seed: k},
+    Result layout: ``{"methods": {method: {score: {region: {protocol: [metrics per seed]}}}}, "best_probe":
+    {seed: k},
     "val": {seed: probes-stage val record}, "num_images": n, "disagreement": {seed: {"disagree_anomaly",
     "disagree_inlier"}}}`` (fraction of anomaly / in-distribution pixels where some probe's arg-max differs from
     the global head's). ``Global`` has one entry (no seed).
@@ -117,10 +134,10 @@ def evaluate_ood(
         heads[seed] = {"probes": probes_model.probes.eval(), "refit": refit_head(refit_model).eval(),
                        "best": int(record["best_probe"])}
 
-    def new() -> dict[str, OodMetrics]:
-        return {p: OodMetrics(protocol=p, mode="exact") for p in PROTOCOLS}
+    def new() -> dict[str, dict[str, OodMetrics]]:
+        return {r: {p: OodMetrics(protocol=p, mode="exact") for p in PROTOCOLS} for r in REGIONS}
 
-    acc: dict[str, dict[str, list[dict[str, OodMetrics]]]] = {
+    acc: dict[str, dict[str, list[dict[str, dict[str, OodMetrics]]]]] = {
         m: {s: [new() for _ in ([0] if m == "Global" else seeds)] for s in SCORES} for m in METHODS
     }
     # head disagreement (any head's arg-max differs from the global head's) on anomaly / in-distribution pixels
@@ -133,6 +150,7 @@ def evaluate_ood(
         for sample in tqdm(ood_samples, desc="ood", disable=not progress, dynamic_ncols=True):
             ood = np.asarray(sample.ood)
             size = ood.shape
+            labels = {r: region_labels(ood, r) for r in REGIONS}
             x = to_tensor(np.asarray(sample.image), meta.mean, meta.std)[None].to(device)
             captured.clear()
             global_logits, feats = base.trunk_forward(x)
@@ -158,11 +176,13 @@ def evaluate_ood(
                 for i, hs in enumerate(runs_heads):
                     for s in SCORES:
                         score = compute_score(s, hs)[0].cpu().numpy().astype(np.float32)
-                        for metric in acc[m][s][i].values():
-                            metric.update(score, ood)
+                        for r in REGIONS:
+                            for metric in acc[m][s][i][r].values():
+                                metric.update(score, labels[r])
     finally:
         hook.remove()
-    methods = {m: {s: {p: [a[p].compute() for a in acc[m][s]] for p in PROTOCOLS} for s in SCORES} for m in METHODS}
+    methods = {m: {s: {r: {p: [a[r][p].compute() for a in acc[m][s]] for p in PROTOCOLS} for r in REGIONS}
+                   for s in SCORES} for m in METHODS}
     diversity = {seed: {"disagree_anomaly": float(c[0] / max(c[1], 1)), "disagree_inlier": float(c[2] / max(c[3], 1))}
                  for seed, c in disagree.items()}
     return {"methods": methods, "best_probe": {s: heads[s]["best"] for s in seeds}, "val": val,
@@ -170,32 +190,34 @@ def evaluate_ood(
 
 
 def summarize(raw: dict[str, Any]) -> dict[str, Any]:
-    """Mean and std (over seeds; population std) of AUPR and FPR95 in %, per method, score and protocol."""
+    """Mean and std (over seeds; population std) of each metric in %, per method, score, region and protocol."""
     out: dict[str, Any] = {}
     for m, by_score in raw["methods"].items():
-        for s, by_proto in by_score.items():
-            for p, results in by_proto.items():
-                for key in ("aupr", "fpr95"):
-                    values = np.array([100.0 * r[key] for r in results], dtype=np.float64)
-                    out.setdefault(m, {}).setdefault(s, {}).setdefault(p, {})[key] = {
-                        "mean": float(values.mean()), "std": float(values.std()), "values": values.tolist()}
+        for s, by_region in by_score.items():
+            for region, by_proto in by_region.items():
+                for p, results in by_proto.items():
+                    cell = out.setdefault(m, {}).setdefault(s, {}).setdefault(region, {}).setdefault(p, {})
+                    for key in METRICS:
+                        values = np.array([100.0 * r[key] for r in results], dtype=np.float64)
+                        cell[key] = {"mean": float(values.mean()), "std": float(values.std()),
+                                     "values": values.tolist()}
     return out
 
 
-def format_markdown(summary: dict[str, Any], *, protocol: str, seeds: list[int]) -> str:
-    """A Markdown table (rows = methods, columns = score x {AUPR, FPR95}), mean ± std over seeds in %."""
-    head = "| method | " + " | ".join(f"{s} AUPR ↑ | {s} FPR95 ↓" for s in SCORES) + " |"
-    rule = "|---|" + "---|---|" * len(SCORES)
+def format_markdown(summary: dict[str, Any], *, protocol: str, region: str, seeds: list[int]) -> str:
+    """A Markdown table (rows = methods, columns = score x {AUPR, FPR95, AUROC}), mean ± std over seeds in %."""
+    head = "| method | " + " | ".join(f"{s} AUPR ↑ | {s} FPR95 ↓ | {s} AUROC ↑" for s in SCORES) + " |"
+    rule = "|---|" + "---|---|---|" * len(SCORES)
     rows = [head, rule]
     for m in METHODS:
         cells = []
         for s in SCORES:
-            for key in ("aupr", "fpr95"):
-                v = summary[m][s][protocol][key]
+            for key in METRICS:
+                v = summary[m][s][region][protocol][key]
                 cells.append(f"{v['mean']:.1f}" if m == "Global" else f"{v['mean']:.1f} ± {v['std']:.1f}")
         rows.append(f"| {m} | " + " | ".join(cells) + " |")
-    note = (f"\n{protocol} protocol; mean ± std over probe/refit seeds {seeds} (Global has no seed); "
-            "higher AUPR and lower FPR95 are better.")
+    note = (f"\n{region} region, {protocol} protocol; mean ± std over probe/refit seeds {seeds} (Global has no "
+            "seed); higher AUPR / AUROC and lower FPR95 are better.")
     return "\n".join(rows) + note
 
 
@@ -204,8 +226,8 @@ def write_bundle(probes_ckpt: Path, out: Path, result: dict[str, Any], *, seed: 
     from moose_ros.model import load_checkpoint, save_checkpoint
 
     model, meta = load_checkpoint(probes_ckpt)
-    compact = {m: {s: {p: {k: {"mean": v["mean"], "std": v["std"]} for k, v in cell.items()}
-                       for p, cell in by_p.items()} for s, by_p in by_s.items()}
+    compact = {m: {s: {r: {p: {k: {"mean": v["mean"], "std": v["std"]} for k, v in cell.items()}
+                           for p, cell in by_p.items()} for r, by_p in by_r.items()} for s, by_r in by_s.items()}
                for m, by_s in result["summary"].items()}
     table = {"units": "percent", "seeds": result["seeds"], "bundled_seed": seed, "ood_kind": result["ood_kind"],
              "ood_seed": result["ood_seed"], "num_images": result["num_images"],
@@ -213,6 +235,21 @@ def write_bundle(probes_ckpt: Path, out: Path, result: dict[str, Any], *, seed: 
     metrics = {**meta.metrics, "ood_table": table}
     out.parent.mkdir(parents=True, exist_ok=True)
     return save_checkpoint(out, model, replace(meta, metrics=metrics))
+
+
+def _operating_points(bundle: Path, root: str, seed: int | None, *, progress: bool) -> None:
+    from moose_ros.data import open_dataset
+    from moose_ros.train.operating_point import choose_operating_points, store_operating_points
+
+    samples = open_dataset("fishyscapes_laf", root, None)
+    points = choose_operating_points(bundle, samples, SCORES, progress=progress)
+    split = {"root": str(root), "seed": seed, "images": len(samples), "region": "image",
+             "criterion": "threshold: best pixel F1; display range: [median in-distribution, p95 anomaly]"}
+    store_operating_points(bundle, points, split=split)
+    for head_set, by_score in points.items():
+        for s, p in by_score.items():
+            log.info("operating point %s %s: threshold %.4f (F1 %.3f, P %.3f, R %.3f), display %s", head_set, s,
+                     p["threshold"], p["f1"], p["precision"], p["recall"], [round(v, 3) for v in p["display_range"]])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle", default=None,
                         help="also write RUNS/seed<bundle-seed>/probes.pt with the OoD table in its meta here")
     parser.add_argument("--bundle-seed", type=int, default=None, help="seed of the bundled probes (first seed)")
+    parser.add_argument("--operating-root", default=None,
+                        help="OoD VALIDATION split (Fishyscapes layout) the bundle's default threshold and overlay "
+                             "range are chosen on (never the test split); needs --bundle")
+    parser.add_argument("--operating-seed", type=int, default=None, help="generator seed of that split (recorded)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -255,12 +296,15 @@ def main(argv: list[str] | None = None) -> int:
         json_path = Path(args.json) if args.json else runs / "ood_table.json"
         md_path = Path(args.markdown) if args.markdown else runs / "ood_table.md"
         json_path.write_text(json.dumps(result, indent=1, default=float), encoding="utf-8")
-        md = "\n\n".join(format_markdown(summary, protocol=p, seeds=args.seeds) for p in PROTOCOLS)
+        md = "\n\n".join(format_markdown(summary, protocol=p, region=r, seeds=args.seeds)
+                           for r in REGIONS for p in PROTOCOLS)
         md_path.write_text(md + "\n", encoding="utf-8")
         print(md)
         if args.bundle is not None:
             seed = args.bundle_seed if args.bundle_seed is not None else args.seeds[0]
-            write_bundle(runs / f"seed{seed}" / "probes.pt", Path(args.bundle), result, seed=seed)
+            bundle = write_bundle(runs / f"seed{seed}" / "probes.pt", Path(args.bundle), result, seed=seed)
+            if args.operating_root is not None:
+                _operating_points(bundle, args.operating_root, args.operating_seed, progress=not args.no_progress)
     except MooseError as err:
         print(f"ood_table: error: {err}", file=sys.stderr)
         return 2

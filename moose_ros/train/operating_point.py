@@ -1,0 +1,114 @@
+"""Operating points from an OoD *validation* split: the node's default mask threshold and overlay range.
+
+The held-out OoD test split never takes part in a choice. For each head set (``moose``: mean over the global
+head and the probes; ``global``: the global head alone) and each score, on the whole image of every validation
+frame (anomaly = unknown object, every other pixel in-distribution; the node's mask covers the whole image):
+
+- ``threshold``: the score value that maximises the pixel F1 of ``score > threshold``;
+- ``display_range``: ``[lo, hi]`` = [median score of in-distribution pixels, 95th percentile of anomaly pixels],
+  so the background of the overlay stays dark and most of an object saturates.
+
+The result is stored in the checkpoint's ``calibration["operating_points"]``; the exporter copies the entry of
+the exported head set into the ONNX metadata (``thresholds`` / ``score_ranges``), where the node reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["HEAD_SETS", "best_f1_threshold", "choose_operating_points", "store_operating_points"]
+
+#: Head sets an operating point is chosen for: the fused graph's ``moose`` and ``global`` exports.
+HEAD_SETS: tuple[str, ...] = ("moose", "global")
+
+
+def best_f1_threshold(scores: np.ndarray, anomaly: np.ndarray) -> dict[str, float]:
+    """Threshold maximising pixel F1 of ``scores > threshold``.
+
+    Args:
+        scores: float32 [P] scores of valid pixels (higher = more anomalous).
+        anomaly: bool [P], True for anomaly pixels (at least one).
+
+    Returns:
+        ``{"threshold", "f1", "precision", "recall"}``; the threshold lies halfway between the last score
+        flagged and the next lower one, so ties are never split.
+    """
+    order = np.argsort(-scores, kind="stable")
+    s = scores[order].astype(np.float64)
+    tp = np.cumsum(anomaly[order], dtype=np.float64)
+    positives = float(tp[-1])
+    if positives == 0:
+        raise ValueError("best_f1_threshold: no anomaly pixel")
+    last = np.r_[s[1:] != s[:-1], True]  # cut only between distinct values
+    k = np.flatnonzero(last)
+    f1 = 2.0 * tp[k] / (k + 1.0 + positives)
+    i = int(k[int(np.argmax(f1))])
+    below = s[i + 1] if i + 1 < len(s) else s[i] - 1.0
+    return {"threshold": float((s[i] + below) / 2.0), "f1": float(f1.max()),
+            "precision": float(tp[i] / (i + 1.0)), "recall": float(tp[i] / positives)}
+
+
+@torch.no_grad()
+def choose_operating_points(
+    checkpoint: str | Path, samples: Any, scores: tuple[str, ...], *, device: str = "cpu", progress: bool = True
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{head_set: {score: {"threshold", "display_range", "f1", "precision", "recall"}}}`` on ``samples``.
+
+    ``samples`` is an ``OodSample`` sequence in the Fishyscapes layout (``ood`` uint8 [H, W]: 1 anomaly, else
+    in-distribution for the whole-image protocol). Scores are computed on logits upsampled (bilinear) to the
+    label size, as in the OoD table.
+    """
+    from tqdm import tqdm
+
+    from moose_ros.model import load_checkpoint
+    from moose_ros.scoring import compute_score
+    from moose_ros.train.data import to_tensor
+
+    model, meta = load_checkpoint(checkpoint, map_location=device)
+    model.eval()
+    collected: dict[str, dict[str, list[np.ndarray]]] = {h: {s: [] for s in scores} for h in HEAD_SETS}
+    labels: list[np.ndarray] = []
+    for sample in tqdm(samples, desc="operating points", disable=not progress, dynamic_ncols=True):
+        ood = np.asarray(sample.ood)
+        x = to_tensor(np.asarray(sample.image), meta.mean, meta.std)[None].to(device)
+        out = model(x)
+        heads = [F.interpolate(h.float(), size=ood.shape, mode="bilinear", align_corners=False)
+                 for h in (out["out"], *out["probes"])]
+        for head_set, hs in (("moose", heads), ("global", heads[:1])):
+            for s in scores:
+                collected[head_set][s].append(compute_score(s, hs)[0].cpu().numpy().astype(np.float32).ravel())
+        labels.append((ood == 1).ravel())
+    anomaly = np.concatenate(labels)
+    if not anomaly.any():
+        raise ValueError("choose_operating_points: the validation split has no anomaly pixel")
+    result: dict[str, dict[str, dict[str, Any]]] = {}
+    for head_set, by_score in collected.items():
+        for s, parts in by_score.items():
+            values = np.concatenate(parts)
+            point = best_f1_threshold(values, anomaly)
+            lo = float(np.median(values[~anomaly]))
+            hi = float(np.percentile(values[anomaly], 95.0))
+            point["display_range"] = [lo, hi if hi > lo else lo + 1.0]
+            result.setdefault(head_set, {})[s] = point
+    return result
+
+
+def store_operating_points(
+    checkpoint: str | Path, points: dict[str, Any], *, split: dict[str, Any], out: str | Path | None = None
+) -> Path:
+    """Write ``checkpoint`` (or a copy at ``out``) with ``calibration["operating_points"]`` = ``points``.
+
+    ``split`` describes the validation data (root, seed, images, criterion) and is stored beside the points.
+    """
+    from moose_ros.model import load_checkpoint, save_checkpoint
+
+    model, meta = load_checkpoint(checkpoint)
+    calibration = {**meta.calibration, "operating_points": points, "operating_split": split}
+    return save_checkpoint(Path(out) if out is not None else Path(checkpoint), model,
+                           replace(meta, calibration=calibration))
