@@ -24,23 +24,28 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
 from moose_ros.errors import ConfigError, MooseError
-from moose_ros.ros import cdr
+from moose_ros.ros import cdr, param_sources
 from moose_ros.ros import conversions as conv
+from moose_ros.ros.declare import declare_model_info, declare_parameters, foreign_overrides
 from moose_ros.ros.diagnostics import CameraStats, build_status
 from moose_ros.ros.params import (
+    PARAMETERS,
     NodeConfig,
     config_from_values,
-    declare_parameters,
+    operating_range,
+    operating_threshold,
     plain_value,
     resolve_score,
     update_config,
 )
-from moose_ros.visualize import colormap, display_range, normalize_scores, overlay_heatmap, palette_lut
+from moose_ros.ros.usage import usage, wants_help
+from moose_ros.visualize import colormap, normalize_scores, overlay_heatmap, palette_lut
 
 __all__ = ["MooseNode", "main"]
 
@@ -70,16 +75,22 @@ class _Camera:
 class MooseNode(Node):
     """The ROS 2 adapter around one :class:`~moose_ros.backends.base.Backend` shared by all cameras."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, argv: list[str] | None = None, **kwargs: Any) -> None:
+        """``argv``: the command line the node was started with (default ``sys.argv``), read again to report
+        which params file or ``-p`` set each value; ``kwargs`` go to :class:`rclpy.node.Node`."""
         super().__init__("moose_node", **kwargs)
+        self._threshold_logged: set[tuple[str, float, str]] = set()
         try:
-            self.config: NodeConfig = config_from_values(declare_parameters(self))
+            values = declare_parameters(self)
+            self._report_parameters(values, param_sources.parse_command_line(sys.argv if argv is None else argv))
+            self.config: NodeConfig = config_from_values(values)
             self.backend = _open_backend(self.config)
             self.score = resolve_score(self.config, self.backend.meta.scores)
         except MooseError as err:
             self.get_logger().fatal(str(err))
             raise
         meta = self.backend.meta
+        declare_model_info(self, meta.classes, meta.colors)
         self._palette = palette_lut(meta.colors)
         self._cond = threading.Condition()
         self._stopping = False
@@ -113,6 +124,56 @@ class MooseNode(Node):
             f"ready: backend {self.backend.name}, model {meta.architecture} ({meta.num_classes} classes, "
             f"{meta.num_probes} probes), score {self.score}, cameras {[c.name or '(default)' for c in self.cameras]}"
         )
+        self._log_operating_point()
+
+    def _report_parameters(self, values: dict[str, Any], command_line: param_sources.CommandLine) -> None:
+        """Log once which values differ from the defaults and where they came from; warn about params files
+        that apply to no parameter of this node and about foreign keys. A foreign ``-p`` name is an error.
+
+        Raises:
+            ConfigError: a ``-p name:=...`` on the command line that is not a parameter of this node.
+        """
+        fqn = self.get_fully_qualified_name()
+        known = [spec.name for spec in PARAMETERS]
+        reports = [param_sources.read_params_file(path, fqn) for path in command_line.params_files]
+        for report in reports:
+            for warning in report.warnings(fqn, known):
+                self.get_logger().warning(warning)
+        foreign = foreign_overrides(self)
+        typos = [name for name in foreign if name in command_line.cli_params]
+        if typos:
+            raise ConfigError(
+                f"unknown parameter(s) {', '.join(repr(t) for t in typos)} given with -p; known: {', '.join(known)}"
+            )
+        from_files = {name for report in reports for name in report.values}
+        unexplained = [name for name in foreign if name not in from_files]
+        if unexplained:
+            self.get_logger().warning(f"parameter override(s) {', '.join(unexplained)} are not parameters of "
+                                      f"{fqn} (ignored)")
+        defaults = {spec.name: spec.default for spec in PARAMETERS}
+        files = ", ".join(str(p) for p in command_line.params_files) or "none"
+        self.get_logger().info(
+            f"{param_sources.describe_changes(values, defaults, param_sources.sources(command_line, reports))}"
+            f" [params files: {files}]"
+        )
+
+    def _threshold(self, score: str) -> float:
+        """The mask threshold for ``score`` (raw-score units); logs each new value and its source once."""
+        value, source = operating_threshold(self.config, score, self.backend.meta.extra)
+        key = (score, value, source)
+        if key not in self._threshold_logged:
+            self._threshold_logged.add(key)
+            where = {"parameter": "the 'threshold' parameter", "model": "the model's operating point",
+                     "fallback": "fallback: 'threshold' unset and the model carries no threshold for this score"}
+            self.get_logger().info(f"mask threshold {value:g} for score '{score}' ({where[source]})")
+        return value
+
+    def _log_operating_point(self) -> None:
+        """Log the threshold and overlay range in effect for the current score, with their sources."""
+        self._threshold(self.score)
+        value_range, source = operating_range(self.config, self.score, self.backend.meta.extra)
+        shown = "per-frame 1-99th percentiles" if value_range is None else f"[{value_range[0]:g}, {value_range[1]:g}]"
+        self.get_logger().info(f"overlay range {shown} for score '{self.score}' ({source})")
 
     # -- callbacks (executor thread) ---------------------------------------------------------------------------
     def _on_message(self, cam: _Camera, msg: bytes, compressed: bool) -> None:
@@ -131,7 +192,11 @@ class MooseNode(Node):
             score = resolve_score(new, self.backend.meta.scores)
         except ConfigError as err:
             return SetParametersResult(successful=False, reason=str(err))
+        changed_point = (score, new.threshold, new.score_range) != (self.score, self.config.threshold,
+                                                                      self.config.score_range)
         self.config, self.score = new, score
+        if changed_point:
+            self._log_operating_point()
         return SetParametersResult(successful=True)
 
     def _publish_diagnostics(self) -> None:
@@ -196,13 +261,13 @@ class MooseNode(Node):
         if "segmentation" in wanted:
             wanted["segmentation"].publish(cdr.serialize_image(*header, labels))
         if "mask" in wanted:
-            mask = (scores > np.float32(config.threshold)).view(np.uint8) * np.uint8(255)
+            mask = (scores > np.float32(self._threshold(score_name))).view(np.uint8) * np.uint8(255)
             wanted["mask"].publish(cdr.serialize_image(*header, mask))
         if "color" in wanted:
             wanted["color"].publish(cdr.serialize_image(*header, np.take(self._palette, labels, axis=0)))
         if "overlay" in wanted:
             image = conv.resize_bilinear(rgb, height, width)
-            value_range = display_range(score_name, self.backend.meta.extra, config.score_range)
+            value_range, _ = operating_range(config, score_name, self.backend.meta.extra)
             heat = overlay_heatmap(
                 image, normalize_scores(scores, value_range), alpha=config.overlay_alpha, cmap=colormap(config.colormap)
             )
@@ -260,19 +325,34 @@ def _open_backend(config: NodeConfig) -> Any:
 
 
 def main(args: list[str] | None = None) -> int:
-    """Entry point of ``moose_node``; returns the exit status (2 for configuration or model errors)."""
+    """Entry point of ``moose_node``; returns the exit status (2 for configuration or model errors).
+
+    ``-h``/``--help`` prints the usage and returns 0 without initialising ROS. Params files are read once before
+    ``rclpy.init`` so a YAML error is one line naming the file. Only rclpy APIs present since Humble are used.
+    """
+    argv = list(sys.argv if args is None else args)
+    if wants_help(argv[1:]):
+        print(usage())
+        return 0
     try:
-        with rclpy.init(args=args):
-            node = MooseNode()
-            try:
-                rclpy.spin(node)
-            finally:
-                node.close()
+        for path in param_sources.parse_command_line(argv).params_files:
+            param_sources.read_params_file(path, "/moose_node")
+        rclpy.init(args=argv)
+        node = MooseNode(argv=argv)
+        try:
+            rclpy.spin(node)
+        finally:
+            node.close()
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0
     except MooseError as err:
         print(f"moose_node: error: {err}", file=sys.stderr)
         return 2
+    except _rclpy.RCLError as err:
+        print(f"moose_node: error: {str(err).splitlines()[0]}", file=sys.stderr)
+        return 2
+    finally:
+        rclpy.try_shutdown()
     return 0
 
 

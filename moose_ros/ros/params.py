@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from moose_ros.errors import ConfigError
-from moose_ros.visualize import COLORMAPS
+from moose_ros.visualize import COLORMAPS, display_range
 
 __all__ = [
     "BACKENDS",
@@ -24,7 +24,9 @@ __all__ = [
     "NodeConfig",
     "ParamSpec",
     "config_from_values",
-    "declare_parameters",
+    "config_to_values",
+    "operating_range",
+    "operating_threshold",
     "plain_value",
     "resolve_score",
     "update_config",
@@ -43,31 +45,35 @@ class ParamSpec:
     name: str
     default: Any
     description: str
+    low: float | None = None  #: inclusive lower bound shown in the ROS descriptor (rqt slider), None = none
+    high: float | None = None  #: inclusive upper bound shown in the ROS descriptor, None = none
 
 
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("model", "", "fused-graph .onnx path; empty = the bundled models/moose_synthstreet.onnx"),
     ParamSpec("backend", "auto", f"inference backend: {', '.join(BACKENDS)}"),
-    ParamSpec("threads", 0, "CPU threads for the backend; 0 = backend default"),
+    ParamSpec("threads", 0, "CPU threads for the backend; 0 = backend default", 0, 1024),
     ParamSpec("score", "", "exported score to publish on ~/anomaly; empty = the model's first score"),
-    ParamSpec("threshold", -3.0, "~/anomaly/mask is 255 where the raw score > threshold (run-time changeable)"),
-    ParamSpec("overlay_alpha", 0.5, "heatmap weight in ~/anomaly/overlay, [0, 1] (run-time changeable)"),
+    ParamSpec("threshold", math.nan, "~/anomaly/mask is 255 where the raw score > threshold; .nan (unset) = the "
+              "model's threshold for the score, else 0.0 (run-time changeable)"),
+    ParamSpec("overlay_alpha", 0.5, "heatmap weight in ~/anomaly/overlay, [0, 1] (run-time changeable)", 0.0, 1.0),
     ParamSpec("colormap", "turbo", f"overlay colour map: {', '.join(COLORMAPS)} (run-time changeable)"),
-    ParamSpec("score_range", [0.0, 0.0], "[lo, hi] raw-score display range for the overlay; [0, 0] = auto"),
+    ParamSpec("score_range", [0.0, 0.0], "[lo, hi] raw-score display range for the overlay; [0, 0] = the model's range "
+              "for the score, else per-frame percentiles (run-time changeable)"),
     ParamSpec("output_size", [0, 0], "[height, width] of the outputs in pixels; [0, 0] = input size"),
     ParamSpec("input_transport", "raw", f"subscribe to image (raw), image/compressed, or both: {TRANSPORTS}"),
     ParamSpec("input_reliability", "best_effort", f"input QoS reliability: {', '.join(RELIABILITIES)}"),
-    ParamSpec("input_depth", 1, "input QoS history depth (>= 1)"),
+    ParamSpec("input_depth", 1, "input QoS history depth (>= 1)", 1, 1000),
     ParamSpec("cameras", None, "camera names -> topics <camera>/image, outputs ~/<camera>/...; unset = one camera"),
     ParamSpec("publish_segmentation", True, "publish ~/segmentation (mono8 class ids)"),
     ParamSpec("publish_segmentation_color", True, "publish ~/segmentation/color (rgb8)"),
     ParamSpec("publish_anomaly", True, "publish ~/anomaly (32FC1 raw score)"),
     ParamSpec("publish_overlay", True, "publish ~/anomaly/overlay (rgb8)"),
     ParamSpec("publish_mask", True, "publish ~/anomaly/mask (mono8 0/255)"),
-    ParamSpec("max_pixels", 16_777_216, "reject input images with more pixels than this"),
-    ParamSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages"),
-    ParamSpec("max_drop_ratio", 0.5, "diagnostics WARN when dropped / received over a period exceeds this"),
-    ParamSpec("max_latency_ms", 500.0, "diagnostics WARN when p95 latency (stamp -> publish) exceeds this"),
+    ParamSpec("max_pixels", 16_777_216, "reject input images with more pixels than this", 1, 2**31 - 1),
+    ParamSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages, (0, 3600]", 0.0, 3600.0),
+    ParamSpec("max_drop_ratio", 0.5, "diagnostics WARN when dropped / received over a period exceeds this", 0.0, 1.0),
+    ParamSpec("max_latency_ms", 500.0, "diagnostics WARN when p95 latency (stamp -> publish) exceeds this", 0.0, 1e7),
     ParamSpec("warmup", True, "run one inference at start-up so the first frame is not slow"),
 )
 
@@ -85,7 +91,7 @@ class NodeConfig:
     backend: str = "auto"
     threads: int | None = None
     score: str = ""
-    threshold: float = -3.0
+    threshold: float | None = None
     overlay_alpha: float = 0.5
     colormap: str = "turbo"
     score_range: tuple[float, float] | None = None
@@ -133,6 +139,15 @@ def _float(name: str, value: Any, low: float = -math.inf, high: float = math.inf
     return float(value)
 
 
+def _threshold(value: Any) -> float | None:
+    """``threshold``: NaN means unset (the model's operating point decides), else a finite number."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _fail("threshold", value, "a finite number, or .nan (unset) for the model's threshold")
+    return float(value)
+
+
 def _bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise _fail(name, value, "true or false")
@@ -172,7 +187,7 @@ def _build(values: Mapping[str, Any]) -> NodeConfig:
         backend=_string("backend", v["backend"], BACKENDS),
         threads=threads if threads > 0 else None,
         score=_string("score", v["score"]),
-        threshold=_float("threshold", v["threshold"]),
+        threshold=_threshold(v["threshold"]),
         overlay_alpha=_float("overlay_alpha", v["overlay_alpha"], 0.0, 1.0),
         colormap=_string("colormap", v["colormap"], tuple(COLORMAPS)),
         score_range=None if (lo, hi) == (0.0, 0.0) else (lo, hi),
@@ -213,6 +228,7 @@ def config_to_values(config: NodeConfig) -> dict[str, Any]:
     """The raw parameter values that rebuild ``config`` (inverse of :func:`config_from_values`)."""
     values = {f.name: getattr(config, f.name) for f in fields(config)}
     values["threads"] = config.threads if config.threads is not None else 0
+    values["threshold"] = config.threshold if config.threshold is not None else math.nan
     values["score_range"] = list(config.score_range) if config.score_range is not None else [0.0, 0.0]
     values["output_size"] = list(config.output_size) if config.output_size is not None else [0, 0]
     values["cameras"] = None if config.cameras == ("",) else list(config.cameras)
@@ -251,25 +267,33 @@ def resolve_score(config: NodeConfig, scores: Sequence[str]) -> str:
     return config.score
 
 
-def declare_parameters(node: Any) -> dict[str, Any]:
-    """Declare every parameter of :data:`PARAMETERS` on an rclpy node; return their current raw values.
+def operating_threshold(config: NodeConfig, score: str, extra: Mapping[str, Any] | None) -> tuple[float, str]:
+    """The mask threshold in effect for ``score`` and where it comes from.
 
-    Parameters are dynamically typed so that :func:`config_from_values` gives the error messages (an integer
-    threshold is fine, a string is rejected by name). Overrides for undeclared names are reported as unknown.
+    Returns:
+        ``(threshold, source)``: the ``threshold`` parameter when set (source ``"parameter"``), else the model's
+        ``extra["thresholds"][score]`` (``"model"``), else 0.0 (``"fallback"``). Raw-score units.
     """
-    from rcl_interfaces.msg import ParameterDescriptor
+    if config.threshold is not None:
+        return config.threshold, "parameter"
+    table = (extra or {}).get("thresholds")
+    value = table.get(score) if isinstance(table, Mapping) else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value), "model"
+    return 0.0, "fallback"
 
-    values: dict[str, Any] = {}
-    for spec in PARAMETERS:
-        descriptor = ParameterDescriptor(
-            description=spec.description, dynamic_typing=True, read_only=spec.name not in DYNAMIC
-        )
-        values[spec.name] = plain_value(node.declare_parameter(spec.name, spec.default, descriptor).value)
-    overrides = getattr(node, "_parameter_overrides", {}) or {}
-    for name in overrides:
-        if name not in _SPECS and name != "use_sim_time" and not name.startswith("qos_overrides."):
-            values[name] = plain_value(overrides[name].value)
-    return values
+
+def operating_range(config: NodeConfig, score: str, extra: Mapping[str, Any] | None) -> tuple[
+        tuple[float, float] | None, str]:
+    """The overlay display range ``(lo, hi)`` in raw-score units for ``score`` and its source.
+
+    ``score_range`` when set (``"parameter"``), else the model's ``extra["score_ranges"][score]`` (``"model"``),
+    else None = per-frame percentiles (``"automatic"``).
+    """
+    if config.score_range is not None:
+        return config.score_range, "parameter"
+    value_range = display_range(score, extra, None)
+    return value_range, ("model" if value_range is not None else "automatic")
 
 
 def plain_value(value: Any) -> Any:
