@@ -80,7 +80,11 @@ def _build_model(cfg: TrainConfig, stage: str, init: Path | None) -> tuple[nn.Mo
         if not init.is_file():
             raise CheckpointError(f"{stage}: init checkpoint {init} not found (train the base stage first, or set "
                                   f"{stage}.init / --init)")
-        return load_checkpoint(init)
+        model, meta = load_checkpoint(init)
+        dropout = cfg.model.kwargs.get("probe_dropout")  # training-only: the recipe's value wins
+        if dropout is not None or "probe_dropout" not in meta.model_kwargs:
+            model = build_model(meta.architecture, checkpoint=init, probe_dropout=dropout)
+        return model, dataclasses.replace(meta, model_kwargs=dict(model.model_kwargs))
     if stage != "base":
         raise ConfigError(f"stage '{stage}' needs a trained network: set {stage}.init or pass --init")
     kwargs = dict(cfg.model.kwargs)
