@@ -114,6 +114,9 @@ def make_backend(
                 backend = _make(candidate, path, threads=threads, fp16=fp16, cache_dir=cache_dir)
             except BackendError as err:
                 reason = str(err)
+            except Exception as err:  # a backend bug or a library's own error type must not stop the fallback
+                reason = f"failed with {type(err).__name__}: {err}"
+                LOG.warning("backend auto: %s raised %s", candidate, type(err).__name__, exc_info=True)
             else:
                 why = f"; skipped: {'; '.join(skipped)}" if skipped else ""
                 LOG.info("backend auto -> %s for %s%s", backend.name, path, why)

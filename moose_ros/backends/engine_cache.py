@@ -1,4 +1,4 @@
-"""The TensorRT-independent half of the TensorRT backend: engine cache, keys, atomic writes, binding shapes.
+"""The TensorRT-independent half of the TensorRT backend: engine cache, keys, atomic writes, shape profiles.
 
 An engine is only valid for the exact ONNX graph, TensorRT version, GPU model, precision and input shape profile
 it was built for, so each cached engine carries its :class:`EngineKey`. A cache file is::
@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 import struct
 import tempfile
@@ -26,10 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from moose_ros.backends.base import ModelMeta
+from moose_ros.backends.tensorrt_io import BufferSet, output_shapes  # re-exported (older import path)
 from moose_ros.errors import BackendError
 
 __all__ = [
+    "CACHE_FILE_MODE",
+    "RECIPE_VERSION",
     "BufferSet",
     "CacheFileError",
     "EngineCache",
@@ -38,6 +41,8 @@ __all__ = [
     "atomic_write_bytes",
     "output_shapes",
     "pack_cache_file",
+    "timing_cache_key",
+    "timing_cache_slot",
     "unpack_cache_file",
 ]
 
@@ -47,6 +52,8 @@ MAGIC = b"MOOSETRT"
 END_MAGIC = b"MOOSEEND"
 _FORMAT_VERSION = 1
 _LEN = struct.Struct("<I")
+#: Mode of every cache file: readable by all, writable by its owner.
+CACHE_FILE_MODE = 0o644
 
 
 class CacheFileError(BackendError):
@@ -74,16 +81,68 @@ class ShapeProfile:
         """Stable text form used in the cache key, e.g. ``"1x32x32x3:1x720x1280x3:2x2048x2048x3"``."""
         return ":".join("x".join(str(v) for v in (*shape, 3)) for shape in (self.min, self.opt, self.max))
 
+    @classmethod
+    def for_max_pixels(cls, max_pixels: int) -> ShapeProfile:
+        """The default profile for images of at most ``max_pixels`` pixels: max H = max W = floor(sqrt(max_pixels)).
+
+        A TensorRT profile is a box, so an image with more pixels than the box allows on one side is refused by
+        :meth:`contains` even when its area is below ``max_pixels``.
+        """
+        if max_pixels < 32 * 32:
+            raise BackendError(f"shape profile: max_pixels must be >= {32 * 32}, got {max_pixels}")
+        side = math.isqrt(int(max_pixels))
+        return cls(min=(1, 32, 32), opt=(1, min(720, side), min(1280, side)), max=(2, side, side))
+
+    def clamp(self, static_dims: tuple[int, ...], max_pixels: int | None = None) -> ShapeProfile:
+        """This profile fitted to a network input and a pixel budget.
+
+        Args:
+            static_dims: the ONNX ``image`` input's dims (N, H, W, 3) as TensorRT reports them, -1 (or any value
+                < 1) for a dynamic axis. A static axis pins min = opt = max to its size (TensorRT rejects a
+                profile that disagrees with a static dimension, e.g. max N = 2 for an export with N = 1).
+            max_pixels: when given, the max H x W is shrunk (keeping its aspect ratio) until H x W <= max_pixels,
+                so neither the engine nor a context sized for the max profile holds more pixels than the caller
+                will ever send.
+
+        Raises:
+            BackendError: the input is not 4-D with 3 channels, or a static axis makes the profile empty.
+        """
+        dims = tuple(int(v) for v in static_dims)
+        if len(dims) != 4 or dims[3] not in (3, -1):
+            raise BackendError(f"shape profile: the network input must be (N, H, W, 3), TensorRT reports {dims}")
+        lo, mid, hi = list(self.min), list(self.opt), list(self.max)
+        if max_pixels is not None and hi[1] * hi[2] > max_pixels:
+            scale = math.sqrt(max_pixels / (hi[1] * hi[2]))
+            hi[1], hi[2] = max(lo[1], int(hi[1] * scale)), max(lo[2], int(hi[2] * scale))
+        for axis, size in enumerate(dims[:3]):
+            if size >= 1:
+                lo[axis] = mid[axis] = hi[axis] = size
+            mid[axis] = min(max(mid[axis], lo[axis]), hi[axis])
+        return ShapeProfile(min=tuple(lo), opt=tuple(mid), max=tuple(hi))  # type: ignore[arg-type]
+
+
+#: Version of the build recipe (flags, precision handling, profile rules). Bump it whenever the way an engine is
+#: built changes, so engines built by an older recipe are rebuilt instead of reused.
+RECIPE_VERSION = 2
+
 
 @dataclass(frozen=True)
 class EngineKey:
-    """Everything a serialised engine depends on. Any field that differs forces a rebuild."""
+    """Everything a serialised engine depends on. Any field that differs forces a rebuild.
+
+    ``compute_capability`` ("9.0") and ``sm_count`` tell apart GPUs that share a name (MIG slices of one GPU
+    have different SM counts); ``recipe`` names the build recipe (see :data:`RECIPE_VERSION`): flags and
+    precision handling. The defaults exist only for keys written by older versions; the backend sets them all.
+    """
 
     onnx_sha256: str
     tensorrt_version: str
     gpu_name: str
     precision: str
     profile: str
+    compute_capability: str = ""
+    sm_count: str = ""
+    recipe: str = ""
 
     def to_dict(self) -> dict[str, str]:
         """Field name -> value (the form stored in the cache file header)."""
@@ -92,6 +151,33 @@ class EngineKey:
     def differences(self, cached: dict[str, Any]) -> list[str]:
         """Human-readable ``field (cached X, now Y)`` entries for every field where ``cached`` differs."""
         return _differences(self.to_dict(), cached)
+
+    def digest(self) -> str:
+        """Hex SHA-256 of the whole key (stable: sorted JSON)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+    def slot(self, stem: str) -> str:
+        """Cache slot name for this key: ``<stem>-<16 hex digits of the key digest>``.
+
+        One slot per key, so two models with the same file stem (or one model at two precisions) keep their own
+        engines instead of evicting each other.
+        """
+        return f"{stem}-{self.digest()[:16]}"
+
+
+def timing_cache_key(*, tensorrt_version: str, gpu_name: str, compute_capability: str, cuda_version: str) -> dict:
+    """Key of a TensorRT timing cache: it holds measured kernel timings, valid for one TensorRT + GPU + CUDA."""
+    return {
+        "tensorrt_version": tensorrt_version,
+        "gpu_name": gpu_name,
+        "compute_capability": compute_capability,
+        "cuda_version": cuda_version,
+    }
+
+
+def timing_cache_slot(key: dict[str, str]) -> str:
+    """Slot name of the timing cache for ``key`` (shared by every model built on that GPU + software)."""
+    return "timing-" + hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _differences(wanted: dict[str, Any], cached: dict[str, Any]) -> list[str]:
@@ -120,6 +206,7 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, before_replace: Callabl
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, CACHE_FILE_MODE)  # mkstemp creates 0o600; other users and services read the cache too
         if before_replace is not None:
             before_replace(tmp)
         os.replace(tmp, path)
@@ -259,48 +346,3 @@ class EngineCache:
 
 def _names(diffs: list[str]) -> str:
     return ", ".join(d.split(" ", 1)[0] for d in diffs)
-
-
-def output_shapes(meta: ModelMeta, input_shape: tuple[int, ...]) -> dict[str, tuple[int, int, int]]:
-    """Shapes of the graph outputs for an ``image`` input of ``input_shape`` (N, H, W, 3).
-
-    Every output is [N, H', W'] with (H', W') = ``meta.output_size`` or the input's (H, W).
-    """
-    if len(input_shape) != 4 or input_shape[3] != 3:
-        raise BackendError(f"input shape must be (N, H, W, 3), got {tuple(input_shape)}")
-    n, h, w = (int(v) for v in input_shape[:3])
-    out_h, out_w = meta.output_size if meta.output_size is not None else (h, w)
-    shape = (n, int(out_h), int(out_w))
-    names = ["labels", "anomaly"] + [f"anomaly_{s}" for s in meta.scores[1:]]
-    return {name: shape for name in names}
-
-
-class BufferSet:
-    """Device buffers for one execution context, reallocated only when the input shape changes.
-
-    ``allocate(shape, dtype_name) -> buffer`` is the device allocator (torch.empty on CUDA in the TensorRT
-    backend; anything in tests). ``dtypes`` maps tensor name -> dtype name (``"uint8"``, ``"float32"``, ...).
-    """
-
-    def __init__(self, meta: ModelMeta, dtypes: dict[str, str], allocate: Callable[[tuple[int, ...], str], Any]):
-        self.meta = meta
-        self.dtypes = dict(dtypes)
-        self._allocate = allocate
-        self.input_shape: tuple[int, ...] | None = None
-        self.buffers: dict[str, Any] = {}
-        self.allocations = 0
-
-    def ensure(self, input_shape: tuple[int, ...]) -> tuple[dict[str, Any], bool]:
-        """(name -> buffer for ``image`` and every output, reallocated?) for an input of ``input_shape``."""
-        input_shape = tuple(int(v) for v in input_shape)
-        if input_shape == self.input_shape:
-            return self.buffers, False
-        shapes: dict[str, tuple[int, ...]] = {"image": input_shape, **output_shapes(self.meta, input_shape)}
-        missing = sorted(set(shapes) - set(self.dtypes))
-        if missing:
-            raise BackendError(f"engine has no tensor(s) {missing}; its tensors are {sorted(self.dtypes)}")
-        self.buffers = {}  # drop the old ones before allocating the new ones (peak memory)
-        self.buffers = {name: self._allocate(shape, self.dtypes[name]) for name, shape in shapes.items()}
-        self.input_shape = input_shape
-        self.allocations += 1
-        return self.buffers, True

@@ -1,15 +1,19 @@
-"""TensorRT backend: an engine built from the fused ONNX graph, cached on disk, run with TensorRT 10.
+"""TensorRT backend: an engine built from the fused ONNX graph, cached on disk, run with TensorRT 10.x or 11.x.
 
-- Build: ``OnnxParser`` -> network, ``BuilderConfig`` with the FP16 flag (configurable), a persistent timing
-  cache and one optimisation profile for the dynamic ``image`` input (:class:`ShapeProfile`).
-- Cache: :class:`~moose_ros.backends.engine_cache.EngineCache`, keyed by ONNX sha256 + TensorRT version + GPU
-  name + precision + shape profile; atomic writes; any mismatch rebuilds with a log line naming the field.
-- Run: ``Runtime.deserialize_cuda_engine`` -> execution context; ``set_input_shape`` / ``set_tensor_address`` /
-  ``execute_async_v3`` on a CUDA stream. Device memory and the stream come from torch (CUDA build), imported
-  lazily; buffers are reused between calls and reallocated only when the input shape changes.
+- Build (:mod:`~moose_ros.backends.tensorrt_build`): ``OnnxParser`` -> network, precision per
+  :func:`~moose_ros.backends.tensorrt_compat.plan_precision` (TensorRT 10 fp16: FP16 flag with the scoring layers
+  pinned to float32 and OBEY; TensorRT 11: strongly typed, precisions as exported; fp32: TF32 off), a persistent
+  timing cache, one optimisation profile for ``image`` clamped to the graph's static dims and to ``max_pixels``.
+- Cache: :class:`~moose_ros.backends.engine_cache.EngineCache`, one slot per :class:`EngineKey` (ONNX sha256,
+  TensorRT version, GPU name, compute capability, SM count, precision plan, profile, recipe version); the timing
+  cache is keyed by TensorRT version, GPU and CUDA version. Atomic writes, readable files.
+- Run: ``Runtime.deserialize_cuda_engine`` -> context (memory sized to the current shapes where TensorRT offers
+  ``update_device_memory_size_for_shapes``); ``set_input_shape`` / ``set_tensor_address`` / ``execute_async_v3``
+  on a CUDA stream of the chosen device (:mod:`~moose_ros.backends.tensorrt_device`); bindings change only after
+  every step succeeded (:class:`~moose_ros.backends.tensorrt_io.BufferSet`). Outputs are checked for NaN.
 
-Neither TensorRT nor a GPU exists where this was written: the cache/key/buffer logic is tested in plain Python
-(``engine_cache``); the engine path is tested by ``@pytest.mark.tensorrt`` tests wherever both exist.
+Any failure while building or loading is a :class:`BackendError` with the reason, so ``make_backend("auto")``
+falls back to ONNX Runtime and logs why.
 """
 
 from __future__ import annotations
@@ -23,15 +27,37 @@ from typing import Any
 import numpy as np
 
 from moose_ros.backends.base import ModelMeta, Result, validate_images
-from moose_ros.backends.engine_cache import BufferSet, EngineCache, EngineKey, ShapeProfile
+from moose_ros.backends.engine_cache import (
+    RECIPE_VERSION,
+    EngineCache,
+    EngineKey,
+    ShapeProfile,
+    timing_cache_key,
+    timing_cache_slot,
+)
 from moose_ros.backends.onnx_meta import file_sha256, read_meta
+from moose_ros.backends.tensorrt_build import build_engine, is_head_fusion_layer
+from moose_ros.backends.tensorrt_compat import Capabilities, make_logger, plan_precision, supported_version
+from moose_ros.backends.tensorrt_device import CudaDevice, TorchCudaDevice
+from moose_ros.backends.tensorrt_io import BufferSet
 from moose_ros.errors import BackendError
 
-__all__ = ["TensorRTBackend", "default_cache_dir", "import_tensorrt", "is_head_fusion_layer"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "TensorRTBackend",
+    "check_finite",
+    "default_cache_dir",
+    "import_tensorrt",
+    "is_head_fusion_layer",
+    "onnx_input_dims",
+]
 
 LOG = logging.getLogger(__name__)
 
-_INSTALL = "pip install 'moose_ros[gpu]' (tensorrt>=10 from NVIDIA's package index) on a machine with an NVIDIA GPU"
+#: Pixels per image the default profile admits (the node's ``max_pixels`` default, 4096 x 4096).
+DEFAULT_MAX_PIXELS = 16_777_216
+
+_INSTALL = "pip install 'moose_ros[gpu]' (tensorrt>=10,<12) on a machine with an NVIDIA GPU"
 
 
 def default_cache_dir() -> Path:
@@ -43,119 +69,67 @@ def default_cache_dir() -> Path:
 
 
 def import_tensorrt() -> Any:
-    """Import ``tensorrt`` (>= 10) or raise :class:`BackendError` saying what is missing."""
+    """Import ``tensorrt`` (10.x or 11.x) or raise :class:`BackendError` saying what is missing or wrong."""
     try:
         import tensorrt as trt
     except ImportError as err:
         raise BackendError(f"tensorrt: the TensorRT Python package is not installed: {_INSTALL} ({err})") from err
-    except OSError as err:  # the wheel is there but its CUDA/TensorRT libraries are not
-        raise BackendError(f"tensorrt: TensorRT libraries cannot be loaded ({err}); {_INSTALL}") from err
-    try:
-        major = int(str(trt.__version__).split(".")[0])
-    except ValueError as err:
-        raise BackendError(f"tensorrt: cannot read the TensorRT version {trt.__version__!r}") from err
-    if major < 10:
-        raise BackendError(f"tensorrt: TensorRT {trt.__version__} found, this backend needs >= 10; {_INSTALL}")
+    except Exception as err:  # the wheel is there but its CUDA/TensorRT libraries are not (OSError, RuntimeError)
+        raise BackendError(f"tensorrt: TensorRT cannot be loaded ({type(err).__name__}: {err}); {_INSTALL}") from err
+    version = str(getattr(trt, "__version__", "unknown"))
+    ok, major = supported_version(version)
+    if major < 0:
+        raise BackendError(f"tensorrt: cannot read the TensorRT version {version!r}")
+    if not ok:
+        raise BackendError(f"tensorrt: TensorRT {version} found, this backend supports 10.x and 11.x; {_INSTALL}")
     return trt
 
 
-def _import_torch_cuda() -> Any:
-    try:
-        import torch
-    except ImportError as err:
-        raise BackendError(
-            f"tensorrt: device memory is managed with torch (CUDA build): pip install torch ({err})"
-        ) from err
-    if not torch.cuda.is_available():
-        raise BackendError("tensorrt: no CUDA GPU is visible (torch.cuda.is_available() is False)")
-    return torch
+def onnx_input_dims(path: Path) -> tuple[int, ...]:
+    """Dims of the graph input ``image`` in ``path``: the size of a static axis, -1 for a dynamic one."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    inputs = [i for i in graph.input if i.name == "image"]
+    if not inputs:
+        raise BackendError(f"tensorrt: '{path}' has no input named 'image'")
+    dims = inputs[0].type.tensor_type.shape.dim
+    return tuple(int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in dims)
 
 
-class _TrtLogger:
-    """Factory for a ``trt.ILogger`` that forwards to :mod:`logging`."""
-
-    @staticmethod
-    def make(trt: Any) -> Any:
-        class Forward(trt.ILogger):
-            def __init__(self) -> None:
-                trt.ILogger.__init__(self)
-
-            def log(self, severity: Any, msg: str) -> None:
-                if int(severity) <= int(trt.ILogger.Severity.ERROR):  # INTERNAL_ERROR = 0, ERROR = 1
-                    LOG.error("TensorRT: %s", msg)
-                elif int(severity) == int(trt.ILogger.Severity.WARNING):
-                    LOG.warning("TensorRT: %s", msg)
-                else:
-                    LOG.debug("TensorRT: %s", msg)
-
-        return Forward()
+def check_finite(outputs: dict[str, np.ndarray], *, source: str) -> None:
+    """Raise :class:`BackendError` naming every float output of ``outputs`` that holds NaN (inf is allowed:
+    max-logit can be large, NaN is always a precision or engine fault)."""
+    bad = []
+    for name, value in outputs.items():
+        if value.dtype.kind == "f":
+            count = int(np.isnan(value).sum())
+            if count:
+                bad.append(f"'{name}' has {count} NaN of {value.size}")
+    if bad:
+        raise BackendError(f"tensorrt: {source}: {'; '.join(bad)} (a float16 precision problem? build with fp16=False)")
 
 
-def is_head_fusion_layer(name: str) -> bool:
-    """True for a layer of the fused graph's own pre/post-processing (normalisation, head aggregation, upsampling,
-    scores), False for the network's layers.
+class _ContextOps:
+    """:class:`~moose_ros.backends.tensorrt_io.BindOps` over a TensorRT execution context."""
 
-    The ONNX parser names layers after the exported nodes, whose names carry the torch module scope: the network's
-    ops sit below a submodule (``/model/backbone/Conv``, ``/backbone/...``), the fused module's own ops at the root
-    (``/Exp``, ``/Resize_1``). Text around the path (e.g. ``[ONNX Layer: /Exp]``) is ignored.
-    """
-    start = name.find("/")
-    if start < 0:
-        return False
-    path = name[start:].split()[0].rstrip("]")
-    return path.count("/") == 1
+    def __init__(self, context: Any, device: CudaDevice, user_managed: bool) -> None:
+        self.context, self.device, self.user_managed = context, device, user_managed
 
+    def set_input_shape(self, shape: tuple[int, ...]) -> bool:
+        return bool(self.context.set_input_shape("image", tuple(shape)))
 
-def _pin_head_fusion_fp32(trt: Any, network: Any, config: Any) -> int:
-    """Ask TensorRT to keep head aggregation and scoring in float32 (as the torch backend does) when building fp16.
+    def output_shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self.context.get_tensor_shape(name))
 
-    Softmax-based scores take logs of probabilities that underflow in float16. Only layers whose outputs are all
-    floating point are pinned; the constraint is a preference (TensorRT warns instead of failing).
-    """
-    floats = (trt.float32, trt.float16)
-    pinned = 0
-    for index in range(network.num_layers):
-        layer = network.get_layer(index)
-        if not is_head_fusion_layer(layer.name) or layer.num_outputs == 0:
-            continue
-        if any(layer.get_output(j).dtype not in floats for j in range(layer.num_outputs)):
-            continue
-        layer.precision = trt.float32
-        for j in range(layer.num_outputs):
-            layer.set_output_type(j, trt.float32)
-        pinned += 1
-    if pinned:
-        config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
-    return pinned
+    def scratch_bytes(self) -> int:
+        return int(self.context.update_device_memory_size_for_shapes()) if self.user_managed else 0
 
+    def set_scratch(self, buffer: Any, size: int) -> None:
+        self.context.set_device_memory(self.device.address(buffer), size)
 
-def _build_engine(
-    trt: Any, logger: Any, onnx_path: Path, *, fp16: bool, profile: ShapeProfile, timing_cache: bytes | None
-) -> tuple[bytes, bytes]:
-    """Parse ``onnx_path`` and build a serialised engine; returns (engine bytes, updated timing cache bytes)."""
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise BackendError(f"tensorrt: the ONNX parser rejected '{onnx_path}': {errors}")
-    config = builder.create_builder_config()
-    if fp16:
-        if not builder.platform_has_fast_fp16:
-            LOG.warning("tensorrt: this GPU has no fast fp16; building fp16 anyway as asked")
-        config.set_flag(trt.BuilderFlag.FP16)
-        LOG.info("tensorrt: %d head-fusion/scoring layers kept in float32", _pin_head_fusion_fp32(trt, network, config))
-    cache = config.create_timing_cache(timing_cache or b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
-    opt = builder.create_optimization_profile()
-    opt.set_shape("image", (*profile.min, 3), (*profile.opt, 3), (*profile.max, 3))
-    config.add_optimization_profile(opt)
-    start = time.perf_counter()
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise BackendError(f"tensorrt: building the engine for '{onnx_path}' failed (see the TensorRT log above)")
-    LOG.info("tensorrt: built engine for %s in %.1f s", onnx_path, time.perf_counter() - start)
-    return bytes(serialized), bytes(config.get_timing_cache().serialize())
+    def set_address(self, name: str, buffer: Any) -> bool:
+        return bool(self.context.set_tensor_address(name, self.device.address(buffer)))
 
 
 class TensorRTBackend:
@@ -163,10 +137,15 @@ class TensorRTBackend:
 
     Args:
         model_path: the ``.onnx`` file written by ``moose export``.
-        fp16: build with the FP16 flag (layers may run in float16; I/O stays uint8/float32).
+        fp16: ask for float16 (see :func:`~moose_ros.backends.tensorrt_compat.plan_precision`; I/O stays
+            uint8/float32). False: float32 with TF32 off.
         cache_dir: engine + timing cache folder (default :func:`default_cache_dir`).
-        profile: optimisation profile of the dynamic input (default :class:`ShapeProfile`).
-        device: CUDA device index.
+        profile: optimisation profile of ``image`` (N, H, W); default :meth:`ShapeProfile.for_max_pixels`.
+            Clamped to the graph's static dims and to ``max_pixels``.
+        device: CUDA device index; building, loading and running all happen on it.
+        max_pixels: most pixels (H x W) per image the engine must accept.
+        self_check: run one inference at start-up and fail (BackendError) if any output is NaN.
+        device_api: device operations (default :class:`TorchCudaDevice` on ``device``; tests pass their own).
     """
 
     def __init__(
@@ -177,99 +156,168 @@ class TensorRTBackend:
         cache_dir: str | os.PathLike[str] | None = None,
         profile: ShapeProfile | None = None,
         device: int = 0,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        self_check: bool = True,
+        device_api: CudaDevice | None = None,
     ) -> None:
         self.name = "tensorrt"
         self.model_path = Path(model_path)
         if self.model_path.suffix != ".onnx" or not self.model_path.is_file():
             raise BackendError(f"tensorrt: '{self.model_path}' is not an existing .onnx file (run `moose export`)")
+        self._context: Any = None
+        self._engine: Any = None
+        try:
+            self._open(fp16, cache_dir, profile, device, max_pixels, device_api)
+            if self_check:
+                self._self_check()
+        except BackendError:
+            self.close()
+            raise
+        except Exception as err:  # anything TensorRT, CUDA or torch raise: a reason, never a crash of `auto`
+            self.close()
+            raise BackendError(f"tensorrt: {type(err).__name__}: {err}") from err
+
+    def _open(
+        self,
+        fp16: bool,
+        cache_dir: str | os.PathLike[str] | None,
+        profile: ShapeProfile | None,
+        device: int,
+        max_pixels: int,
+        device_api: CudaDevice | None,
+    ) -> None:
         trt = import_tensorrt()
-        torch = _import_torch_cuda()
+        self._device = device_api if device_api is not None else TorchCudaDevice(device)
         self.meta: ModelMeta = read_meta(self.model_path)
-        self.profile = profile or ShapeProfile()
-        self.precision = "fp16" if fp16 else "fp32"
-        self._device = torch.device("cuda", device)
-        logger = _TrtLogger.make(trt)
+        self.max_pixels = int(max_pixels)
+        self.caps = Capabilities.of(trt)
+        self.plan = plan_precision(self.caps, fp16)
+        requested = profile or ShapeProfile.for_max_pixels(self.max_pixels)
+        self.profile = requested.clamp(onnx_input_dims(self.model_path), self.max_pixels)
+        self.precision = self.plan.label
+        props = self._device.properties()
         key = EngineKey(
             onnx_sha256=file_sha256(self.model_path),
-            tensorrt_version=str(trt.__version__),
-            gpu_name=torch.cuda.get_device_name(self._device),
-            precision=self.precision,
+            tensorrt_version=self.caps.version,
+            gpu_name=props["name"],
+            precision=self.plan.label,
             profile=self.profile.describe(),
+            compute_capability=props["compute_capability"],
+            sm_count=props["sm_count"],
+            recipe=f"v{RECIPE_VERSION}:{self.plan.mode}:strongly_typed={self.plan.strongly_typed}",
+        )
+        timing_key = timing_cache_key(
+            tensorrt_version=key.tensorrt_version,
+            gpu_name=key.gpu_name,
+            compute_capability=key.compute_capability,
+            cuda_version=props["cuda_version"],
         )
         self.cache = EngineCache(cache_dir if cache_dir is not None else default_cache_dir())
-        slot = self.model_path.stem
-        timing_key = {"tensorrt_version": key.tensorrt_version, "gpu_name": key.gpu_name}
-
-        def build() -> bytes:
-            timing = self.cache.load(slot, timing_key, kind="timing")
-            engine, new_timing = _build_engine(
-                trt, logger, self.model_path, fp16=fp16, profile=self.profile, timing_cache=timing
-            )
-            self.cache.store(slot, timing_key, new_timing, kind="timing")
-            return engine
-
-        engine_bytes, built = self.cache.load_or_build(slot, key, build)
-        runtime = trt.Runtime(logger)
-        engine = runtime.deserialize_cuda_engine(engine_bytes)
-        if engine is None and not built:
-            LOG.warning("tensorrt: cached engine for %s did not deserialise; rebuilding", self.model_path)
-            self.cache.invalidate(slot)
-            engine_bytes, _ = self.cache.load_or_build(slot, key, build)
-            engine = runtime.deserialize_cuda_engine(engine_bytes)
-        if engine is None:
-            raise BackendError(f"tensorrt: the engine built from '{self.model_path}' cannot be deserialised")
-        self._trt, self._torch, self._runtime, self._engine = trt, torch, runtime, engine
-        self._context = engine.create_execution_context()
+        self._slot = key.slot(self.model_path.stem)
+        logger = make_logger(trt)
+        with self._device.activate():
+            self._trt, self._runtime = trt, trt.Runtime(logger)
+            engine = self._load_engine(trt, logger, key, timing_key)
+            self._engine = engine
+            self._context = self._create_context(trt, engine)
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         dtypes = {name: np.dtype(trt.nptype(engine.get_tensor_dtype(name))).name for name in names}
         self._outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        self._buffers = BufferSet(self.meta, dtypes, self._allocate)
-        self._stream = torch.cuda.Stream(device=self._device)
+        self._ops = _ContextOps(self._context, self._device, self.caps.user_managed_memory)
+        self._buffers = BufferSet(self.meta, dtypes, self._device.empty)
 
-    def _allocate(self, shape: tuple[int, ...], dtype: str) -> Any:
-        torch = self._torch
-        return torch.empty(shape, dtype=getattr(torch, dtype if dtype != "bool" else "bool"), device=self._device)
+    def _build(self, trt: Any, logger: Any, timing_key: dict[str, str]) -> bytes:
+        timing_slot = timing_cache_slot(timing_key)
+        result = build_engine(
+            trt,
+            logger,
+            self.model_path,
+            caps=self.caps,
+            plan=self.plan,
+            profile=self.profile,
+            max_pixels=self.max_pixels,
+            timing_cache=self.cache.load(timing_slot, timing_key, kind="timing"),
+        )
+        if result.timing_cache is not None:
+            self.cache.store(timing_slot, timing_key, result.timing_cache, kind="timing")
+        else:
+            LOG.info("tensorrt: TensorRT returned no timing cache; nothing stored")
+        return result.engine
 
-    def infer(self, images: np.ndarray) -> Result:
-        """Run the engine on uint8 [N, H, W, 3] RGB images; see :class:`~moose_ros.backends.base.Result`."""
-        torch = self._torch
-        images = validate_images(images, backend=self.name)
+    def _deserialize(self, data: bytes) -> Any:
+        try:
+            return self._runtime.deserialize_cuda_engine(data)
+        except Exception as err:  # some versions raise instead of returning None
+            LOG.warning("tensorrt: deserialize_cuda_engine raised %s: %s", type(err).__name__, err)
+            return None
+
+    def _load_engine(self, trt: Any, logger: Any, key: EngineKey, timing_key: dict[str, str]) -> Any:
+        data, built = self.cache.load_or_build(self._slot, key, lambda: self._build(trt, logger, timing_key))
+        engine = self._deserialize(data)
+        if engine is None and not built:
+            LOG.warning("tensorrt: cached engine %s did not deserialise; rebuilding", self.cache.path(self._slot))
+            self.cache.invalidate(self._slot)
+            data, _ = self.cache.load_or_build(self._slot, key, lambda: self._build(trt, logger, timing_key))
+            engine = self._deserialize(data)
+        if engine is None:
+            raise BackendError(f"tensorrt: the engine built from '{self.model_path}' cannot be deserialised")
+        return engine
+
+    def _create_context(self, trt: Any, engine: Any) -> Any:
+        if self.caps.user_managed_memory:
+            context = engine.create_execution_context(trt.ExecutionContextAllocationStrategy.USER_MANAGED)
+        else:
+            LOG.info("tensorrt: TensorRT %s sizes context memory for the profile's max shape", self.caps.version)
+            context = engine.create_execution_context()
+        if context is None:
+            raise BackendError("tensorrt: create_execution_context failed (out of device memory?)")
+        return context
+
+    def _check_input(self, images: np.ndarray) -> None:
         n, h, w, _ = images.shape
+        if h * w > self.max_pixels:
+            raise BackendError(f"tensorrt: input {h}x{w} = {h * w} pixels exceeds max_pixels={self.max_pixels}")
         if not self.profile.contains(n, h, w):
             raise BackendError(
                 f"tensorrt: input {n}x{h}x{w} lies outside the engine's shape profile {self.profile.describe()} "
-                "(build with a larger ShapeProfile; the engine cache rebuilds automatically)"
+                "(build with a larger ShapeProfile or max_pixels; the engine cache rebuilds automatically)"
             )
+
+    def infer(self, images: np.ndarray) -> Result:
+        """Run the engine on uint8 [N, H, W, 3] RGB images; see :class:`~moose_ros.backends.base.Result`.
+
+        Raises:
+            BackendError: bad input, input outside the profile or above ``max_pixels``, a refused binding, a
+                failed enqueue, or NaN in a score output.
+        """
+        if self._context is None:
+            raise BackendError("tensorrt: the backend is closed")
+        images = validate_images(images, backend=self.name)
+        self._check_input(images)
         start = time.perf_counter()
-        buffers, reallocated = self._buffers.ensure(images.shape)
-        if reallocated:
-            if not self._context.set_input_shape("image", tuple(images.shape)):
-                raise BackendError(f"tensorrt: the engine refused input shape {images.shape}")
-            for name, buf in buffers.items():
-                self._context.set_tensor_address(name, buf.data_ptr())
-            for name in self._outputs:
-                got = tuple(self._context.get_tensor_shape(name))
-                if got != tuple(buffers[name].shape):
-                    raise BackendError(
-                        f"tensorrt: output '{name}' has shape {got}, expected {tuple(buffers[name].shape)}"
-                    )
-        with torch.cuda.stream(self._stream):
-            buffers["image"].copy_(torch.from_numpy(images), non_blocking=False)
-            if not self._context.execute_async_v3(self._stream.cuda_stream):
+        device = self._device
+        with device.activate():
+            buffers, _ = self._buffers.ensure(images.shape, self._ops)
+            device.upload(buffers["image"], images)
+            if not self._context.execute_async_v3(device.stream_handle()):
                 raise BackendError(f"tensorrt: execute_async_v3 failed on input {images.shape}")
-            host = {name: buffers[name].to("cpu") for name in self._outputs}
-        self._stream.synchronize()
+            host = {name: device.download(buffers[name]) for name in self._outputs}
+            device.synchronize()
         elapsed_ms = (time.perf_counter() - start) * 1e3
-        extra = {s: host[f"anomaly_{s}"].numpy() for s in self.meta.scores[1:]}
+        check_finite(host, source=f"input {images.shape}")
+        extra = {s: host[f"anomaly_{s}"] for s in self.meta.scores[1:]}
         return Result(
-            labels=host["labels"].numpy(),
-            anomaly=host["anomaly"].numpy(),
-            extra_scores=extra,
-            timings_ms={"infer": elapsed_ms},
+            labels=host["labels"], anomaly=host["anomaly"], extra_scores=extra, timings_ms={"infer": elapsed_ms}
         )
 
+    def _self_check(self) -> None:
+        n, h, w = self.profile.min[0], self.profile.opt[1], self.profile.opt[2]
+        ramp = (np.arange(h * w * 3, dtype=np.uint32) * 2654435761 % 251).astype(np.uint8)
+        self.infer(np.broadcast_to(ramp.reshape(1, h, w, 3), (n, h, w, 3)).copy())
+
     def close(self) -> None:
-        """Release the context, engine and device buffers."""
-        self._buffers.buffers = {}
+        """Release the context, engine and device buffers (idempotent)."""
+        if getattr(self, "_buffers", None) is not None:
+            self._buffers.invalidate()
         self._context = None
         self._engine = None
