@@ -47,6 +47,7 @@ class BagEvalResult:
         mode: ``"max_speed"`` or ``"rate x<scale>"``.
         frames_sent, frames_answered, frames_dropped: counts; dropped = sent and never answered.
         frames_with_ground_truth: answered frames that had ground truth (the metrics' images).
+        ground_truth_topic: the bag's ground-truth topic (None: the bag has none, a latency-only replay).
         dropped_names: names of the dropped frames.
         unmatched_outputs: outputs whose stamp matched no frame sent in this replay.
         latency_ms: ``mean``, ``max`` and ``p50``/``p90``/``p95``/``p99`` of publish -> receipt of ``~/anomaly``.
@@ -69,6 +70,7 @@ class BagEvalResult:
     frames_answered: int = 0
     frames_dropped: int = 0
     frames_with_ground_truth: int = 0
+    ground_truth_topic: str | None = None
     dropped_names: list[str] = field(default_factory=list)
     unmatched_outputs: int = 0
     latency_ms: dict[str, float] = field(default_factory=dict)

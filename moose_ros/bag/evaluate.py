@@ -29,9 +29,19 @@ from typing import Any
 from moose_ros.bag.collect import BagEvalResult, GalleryFrame, OutputCollector
 from moose_ros.bag.messages import COMPRESSED_TYPE
 from moose_ros.bag.reader import inspect_bag, iter_frames
+from moose_ros.bag.topics import topic_name_problem
 from moose_ros.errors import ConfigError, DatasetError, MooseError
+from moose_ros.eval.outputs import check_report_dir
 
-__all__ = ["BagEvalResult", "GalleryFrame", "ReplayOptions", "evaluate_bag", "format_summary", "replay_bag"]
+__all__ = [
+    "BagEvalResult",
+    "GalleryFrame",
+    "ReplayOptions",
+    "check_node_model",
+    "evaluate_bag",
+    "format_summary",
+    "replay_bag",
+]
 
 log = logging.getLogger(__name__)
 
@@ -139,16 +149,20 @@ def replay_bag(
 
     options = options or ReplayOptions()
     bag, model = Path(bag), Path(model)
-    if not model.is_file():
-        raise ConfigError(f"model {model} does not exist")
+    check_node_model(model)
     info = inspect_bag(bag, image_topic=options.image_topic, gt_topic=options.gt_topic)
     if info.frames == 0:
         raise DatasetError(f"bag {bag} has no messages on {info.image_topic}")
+    problem = topic_name_problem(info.image_topic)
+    if problem is not None:
+        raise DatasetError(f"bag {bag}: camera topic {info.image_topic!r} is not a valid ROS 2 topic name ({problem}); "
+                           "it cannot be replayed over DDS")
     total = info.frames if options.limit is None else min(info.frames, options.limit)
     compressed = info.image_type == COMPRESSED_TYPE
     mode = "max_speed" if options.max_speed else f"rate x{options.rate_scale:g}"
     score = options.node_params.get("score") or read_meta(model).scores[0]
-    result = BagEvalResult(str(bag), str(model), method or model.stem, str(score), mode)
+    result = BagEvalResult(str(bag), str(model), method or model.stem, str(score), mode,
+                           ground_truth_topic=info.ground_truth_topic)
     keep = set(gallery_indices(total, options.gallery))
     collector = OutputCollector(
         result, with_gt=info.ground_truth_topic is not None, image_type=info.image_type,
@@ -272,8 +286,10 @@ def format_summary(result: BagEvalResult) -> str:
             f"  node ({n.get('backend', '?')}): received {n['received']}, processed {n['processed']}, overwritten "
             f"{n['dropped']}, rejected {n['rejected']}; inference {n.get('inference_ms', float('nan')):.1f} ms mean"
         )
-    if result.pooled is None:
+    if result.pooled is None and result.ground_truth_topic is None:
         lines.append("  no ground truth in the bag: latency report only")
+    elif result.pooled is None:
+        lines.append(f"  no metrics: the node answered no frame with ground truth on {result.ground_truth_topic}")
     else:
         for name, m in (("pooled", result.pooled), ("per-image", result.per_image or {})):
             lines.append(
@@ -293,9 +309,43 @@ def evaluate_bag(
 ) -> tuple[BagEvalResult, dict[str, Path]]:
     """:func:`replay_bag`, then the report in ``out_dir``; returns the result and the report's paths
     (``markdown``, ``json``, ``curves``, ``gallery``; see :func:`moose_ros.bag.report.write_bag_report`)."""
+    import tempfile
+
     from moose_ros.bag.report import write_bag_report
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    result = replay_bag(bag, model, options, method=method, log_dir=out_dir / "logs")
-    return result, write_bag_report(out_dir, [result])
+    out_dir = check_report_dir(out_dir, "--out")
+    with tempfile.TemporaryDirectory(prefix="moose_bag_eval_") as tmp:
+        logs = Path(tmp) / "logs"
+        result = replay_bag(bag, model, options, method=method, log_dir=logs)
+        if result.frames_sent and not result.frames_answered:
+            raise MooseError(f"moose_node answered none of the {result.frames_sent} frames of {bag} (model {model}); "
+                             "no report written")
+        return result, write_bag_report(out_dir, [result], include={"logs": logs})
+
+
+def check_node_model(model: Path) -> None:
+    """Raise before the node starts unless ``model`` is a fused graph the node runs: a readable ``.onnx`` file
+    with ``moose export`` metadata, one uint8 ``[N, H, W, 3]`` image input and ``labels`` + ``anomaly`` outputs.
+    """
+    import onnx
+
+    from moose_ros.backends.onnx_meta import read_meta
+
+    if not model.is_file():
+        raise ConfigError(f"--model {model} does not exist")
+    read_meta(model)  # BackendError naming the file when it is no ONNX file or has no moose metadata
+    graph = onnx.load(str(model), load_external_data=False).graph
+    constants = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in constants]
+    outputs = {o.name for o in graph.output}
+    if len(inputs) != 1:
+        raise ConfigError(f"--model {model}: expected one image input, found {len(inputs)}")
+    tensor = inputs[0].type.tensor_type
+    dtype = onnx.TensorProto.DataType.Name(tensor.elem_type)
+    dims = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in tensor.shape.dim]
+    if dtype != "UINT8" or len(dims) != 4 or dims[3] not in (3, ""):
+        raise ConfigError(f"--model {model}: input '{inputs[0].name}' is {dtype} {dims}; the node feeds uint8 "
+                          "[N, H, W, 3] RGB images (export the checkpoint with `moose export`)")
+    missing = sorted({"labels", "anomaly"} - outputs)
+    if missing:
+        raise ConfigError(f"--model {model}: output(s) {', '.join(missing)} missing; the node needs labels and anomaly")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +33,14 @@ from moose_ros.bag.messages import (
     serialize,
     typestore,
 )
+from moose_ros.bag.topics import check_topic_name
 from moose_ros.errors import ConfigError, DatasetError
+from moose_ros.eval.outputs import check_new_dir, staged_dir
 
 __all__ = [
     "DEFAULT_START_NS",
     "FRAME_NAMES_KEY",
+    "MAX_STAMP_NS",
     "OPTIONS_KEY",
     "BagSummary",
     "BagTopics",
@@ -46,6 +48,8 @@ __all__ = [
     "write_bag",
 ]
 
+#: Latest header stamp a message can carry: builtin_interfaces/Time ``sec`` is an int32 (2038-01-19T03:14:07Z).
+MAX_STAMP_NS = (2**31 - 1) * 1_000_000_000 + 999_999_999
 #: Default stamp of the first frame: 2024-01-01T00:00:00Z in nanoseconds (fixed, so bags are reproducible).
 DEFAULT_START_NS = 1_704_067_200 * 1_000_000_000
 #: ``custom_data`` key holding a JSON list of frame names in stamp order.
@@ -64,6 +68,10 @@ class BagTopics:
     image: str = "/camera/image"
     camera_info: str = "/camera/camera_info"
     ood_gt: str = "/camera/ood_gt"
+
+    def __post_init__(self) -> None:
+        for name in ("image", "camera_info", "ood_gt"):
+            check_topic_name(getattr(self, name), f"{name} topic")
 
     @property
     def compressed(self) -> str:
@@ -106,8 +114,9 @@ class BagWriteOptions:
             raise ConfigError(f"jpeg quality {self.jpeg_quality} is outside 1..100")
         if not (self.rate_hz > 0 and np.isfinite(self.rate_hz)):
             raise ConfigError(f"rate {self.rate_hz} Hz must be a positive finite number")
-        if int(self.start_ns) < 0:
-            raise ConfigError(f"start time {self.start_ns} ns must not be negative")
+        if not 0 <= int(self.start_ns) <= MAX_STAMP_NS:
+            raise ConfigError(f"start time {int(self.start_ns) / 1e9:.9f} s is outside 0..{MAX_STAMP_NS // 10**9} s "
+                              "(a ROS 2 stamp holds int32 seconds)")
 
     @property
     def period_ns(self) -> float:
@@ -189,27 +198,51 @@ def write_bag(
         samples: the frames in order (a dataset reader or any iterable).
         out: bag directory to create; must not exist yet.
         options: see :class:`BagWriteOptions`.
-        total: number of samples, for the progress bar (``len(samples)`` is used when available).
+        total: number of samples, for the progress bar and the stamp range check (``len(samples)`` when
+            available).
         progress: show a tqdm progress bar on stderr.
 
     Returns:
-        A :class:`BagSummary`. On error the partly written bag directory is removed.
+        A :class:`BagSummary`. The bag is written under a temporary name beside ``out`` and renamed when complete:
+        on any error nothing is left at ``out``.
     """
-    from rosbags.rosbag2 import Writer, WriterError
-
     options = options or BagWriteOptions()
-    out = Path(out)
-    if out.exists():
-        raise ConfigError(f"bag output {out} exists already; choose a new path (rosbag2 never overwrites)")
+    out = check_new_dir(out, "bag output")
     if total is None and hasattr(samples, "__len__"):
         total = len(samples)  # type: ignore[arg-type]
+    if total and options.stamp_ns(total - 1) > MAX_STAMP_NS:
+        raise ConfigError(f"the stamp of frame {total - 1} would pass {MAX_STAMP_NS // 10**9} s (int32 seconds); "
+                          "choose an earlier start time or a higher rate")
+    with staged_dir(out, "bag output") as stage:
+        names, n_gt = _write_frames(samples, stage, out, options, total, progress)
+    compressed = options.image_format != "raw"
+    return BagSummary(
+        path=out,
+        frames=len(names),
+        frames_with_ground_truth=n_gt,
+        image_topic=options.topics.compressed if compressed else options.topics.image,
+        image_type=COMPRESSED_TYPE if compressed else IMAGE_TYPE,
+        ground_truth_topic=options.topics.ood_gt if n_gt else None,
+        start_ns=options.stamp_ns(0),
+        end_ns=options.stamp_ns(len(names) - 1),
+        storage=options.storage,
+    )
+
+
+def _write_frames(samples: Iterable[Any], stage: Path, out: Path, options: BagWriteOptions, total: int | None,
+                  progress: bool) -> tuple[list[str], int]:
+    """Write the bag into the new directory ``stage`` (``out`` names it in messages); returns (names, frames
+    with ground truth)."""
+    from rosbags.rosbag2 import Writer, WriterError
+
     compressed = options.image_format != "raw"
     topics = options.topics
     image_topic, image_type = (topics.compressed, COMPRESSED_TYPE) if compressed else (topics.image, IMAGE_TYPE)
     ts = typestore()
     names: list[str] = []
     n_gt = 0
-    writer = Writer(out, version=Writer.VERSION_LATEST, storage_plugin=_storage_plugin(options.storage))
+    stage.rmdir()  # rosbags creates the bag directory itself
+    writer = Writer(stage, version=Writer.VERSION_LATEST, storage_plugin=_storage_plugin(options.storage))
     try:
         writer.open()
         conn_image = writer.add_connection(image_topic, image_type, typestore=ts)
@@ -223,6 +256,8 @@ def write_bag(
         for index, sample in enumerate(iterator):
             image, ood, name = _sample_fields(sample, index)
             stamp = options.stamp_ns(index)
+            if stamp > MAX_STAMP_NS:
+                raise ConfigError(f"the stamp of frame {index} passes {MAX_STAMP_NS // 10**9} s (int32 seconds)")
             height, width = image.shape[:2]
             camera = options.camera or CameraIntrinsics.default(width, height)
             if (camera.width, camera.height) != (width, height):
@@ -254,28 +289,17 @@ def write_bag(
         writer.set_custom_data(OPTIONS_KEY, options.to_json())
         writer.close()
     except (WriterError, OSError) as err:
-        _abort(writer, out)
+        _abort(writer)
         raise DatasetError(f"cannot write bag {out}: {err}") from err
     except BaseException:
-        _abort(writer, out)
+        _abort(writer)
         raise
-    return BagSummary(
-        path=out,
-        frames=len(names),
-        frames_with_ground_truth=n_gt,
-        image_topic=image_topic,
-        image_type=image_type,
-        ground_truth_topic=topics.ood_gt if n_gt else None,
-        start_ns=options.stamp_ns(0),
-        end_ns=options.stamp_ns(len(names) - 1),
-        storage=options.storage,
-    )
+    return names, n_gt
 
 
-def _abort(writer: Any, out: Path) -> None:
-    """Drop a partly written bag (storage handles first, then the directory)."""
+def _abort(writer: Any) -> None:
+    """Close the storage handles of a partly written bag (its directory is removed by the caller)."""
     if writer.storage is not None:
         with contextlib.suppress(Exception):  # best effort; the caller re-raises the original error
             writer.storage.abort()
         writer.storage = None
-    shutil.rmtree(out, ignore_errors=True)

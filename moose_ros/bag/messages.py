@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image as PILImage
 
-from moose_ros.errors import ConfigError, MessageError
+from moose_ros.errors import ConfigError, DatasetError, MessageError
 
 __all__ = [
     "CAMERA_INFO_TYPE",
@@ -182,12 +182,16 @@ def image_to_array(msg: Any, *, where: str = "image") -> np.ndarray:
 
 def compressed_to_array(msg: Any, *, where: str = "compressed image") -> np.ndarray:
     """Decode a ``sensor_msgs/CompressedImage`` (jpeg or png) to uint8 [H, W, 3] RGB or [H, W] for grey."""
+    from moose_ros.data.imageio import decode_image
+
+    def convert(img: PILImage.Image) -> np.ndarray:
+        return np.asarray(img.convert("L") if img.mode in ("L", "I;16", "1") else img.convert("RGB"))
+
     try:
-        with PILImage.open(io.BytesIO(np.asarray(msg.data, dtype=np.uint8).tobytes())) as img:
-            img = img.convert("L") if img.mode in ("L", "I;16", "1") else img.convert("RGB")
-            return np.asarray(img)
-    except (OSError, ValueError) as err:
-        raise MessageError(f"{where}: cannot decode format '{msg.format}': {err}") from err
+        payload = np.asarray(msg.data, dtype=np.uint8).tobytes()
+        return decode_image(payload, convert, what=f"'{msg.format}' payload", where=where)
+    except DatasetError as err:
+        raise MessageError(str(err)) from err
 
 
 def message_to_array(msg: Any, msgtype: str, *, where: str = "message") -> np.ndarray:

@@ -8,7 +8,7 @@ percentiles, drops, throughput) as ``extra_sections`` and the full per-run numbe
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,14 +121,17 @@ def write_bag_report(
     *,
     title: str | None = None,
     notes: Sequence[str] = (),
+    include: Mapping[str, Path] | None = None,
 ) -> dict[str, Path]:
     """Write ``report.md``, ``report.json``, ``pr_curves.png`` and ``gallery/`` for ``results`` into ``out_dir``.
 
     Args:
-        out_dir: report directory (created).
+        out_dir: report directory (written whole under a temporary name, then renamed; an earlier report there
+            is replaced, a directory holding other files refused).
         results: one :class:`BagEvalResult` per replay (method x score); methods become the table's rows.
         title: report heading.
         notes: extra summary bullets (data, models, pacing).
+        include: sub-directories moved into the report (e.g. ``{"logs": node_log_dir}``).
 
     Returns:
         The paths from :func:`moose_ros.eval.report.write_report` (``markdown``, ``json``, ...).
@@ -163,4 +166,4 @@ def write_bag_report(
         sections.append(("OoD detection, per-image protocol", _per_image_section(with_gt)))
     sections.append(("Latency, drops and throughput through the node", _latency_section(results)))
     return write_report(out_dir, payload, curves=curves or None, gallery_items=_gallery(results),
-                        extra_sections=sections)
+                        extra_sections=sections, include=include)

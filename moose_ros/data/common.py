@@ -7,13 +7,14 @@ naming the path and the layout that was expected.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple, overload
 
 import numpy as np
 from PIL import Image
 
+from moose_ros.data.imageio import decode_image
 from moose_ros.errors import DatasetError
 
 __all__ = [
@@ -24,6 +25,8 @@ __all__ = [
     "OodSample",
     "PairDataset",
     "SegSample",
+    "allowed_values",
+    "check_label_values",
     "read_label",
     "read_rgb",
     "require_dir",
@@ -61,43 +64,66 @@ class OodSample(NamedTuple):
     name: str
 
 
+def _rgb_array(img: Image.Image) -> np.ndarray:
+    if img.mode in ("I;16", "I;16B", "I"):
+        arr = np.asarray(img, dtype=np.uint32) >> 8
+        return np.repeat(arr.astype(np.uint8)[..., None], 3, axis=2)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+
+
 def read_rgb(path: Path) -> np.ndarray:
-    """Read an image file as uint8 [H, W, 3] RGB (grey, palette, RGBA and 16-bit inputs are converted)."""
-    try:
-        with Image.open(path) as img:
-            if img.mode in ("I;16", "I;16B", "I"):
-                arr = np.asarray(img, dtype=np.uint32) >> 8
-                return np.repeat(arr.astype(np.uint8)[..., None], 3, axis=2)
-            return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
-    except FileNotFoundError as err:
-        raise DatasetError(f"image file missing: {path}") from err
-    except OSError as err:
-        raise DatasetError(f"cannot read image {path}: {err}") from err
+    """Read an image file as uint8 [H, W, 3] RGB (grey, palette, RGBA and 16-bit inputs are converted).
+
+    Raises:
+        DatasetError: missing, corrupt or oversized file (see :func:`moose_ros.data.imageio.decode_image`).
+    """
+    return decode_image(path, _rgb_array, what="image")
+
+
+def _label_array(img: Image.Image, path: Path) -> np.ndarray:
+    if img.mode in ("L", "P"):
+        return np.asarray(img, dtype=np.uint8).copy()
+    if img.mode in ("I;16", "I;16B", "I"):
+        wide = np.asarray(img, dtype=np.int64)
+        if wide.max(initial=0) > 255 or wide.min(initial=0) < 0:
+            raise DatasetError(f"label file {path} holds values outside 0..255 (min {wide.min()}, max {wide.max()})")
+        return wide.astype(np.uint8)
+    if img.mode in ("RGB", "RGBA"):
+        rgb = np.asarray(img, dtype=np.uint8)
+        if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
+            raise DatasetError(f"label file {path} is colour RGB; expected single-channel ids")
+        return rgb[..., 0].copy()
+    raise DatasetError(f"label file {path} has image mode {img.mode!r}; expected L, P or I;16")
 
 
 def read_label(path: Path) -> np.ndarray:
-    """Read a single-channel label PNG as uint8 [H, W] raw values (palette indices kept as indices)."""
-    try:
-        with Image.open(path) as img:
-            if img.mode in ("L", "P"):
-                arr = np.asarray(img, dtype=np.uint8)
-            elif img.mode in ("I;16", "I;16B", "I"):
-                wide = np.asarray(img, dtype=np.int64)
-                if wide.max(initial=0) > 255:
-                    raise DatasetError(f"label file {path} holds values above 255 (max {wide.max()})")
-                arr = wide.astype(np.uint8)
-            elif img.mode in ("RGB", "RGBA"):
-                rgb = np.asarray(img, dtype=np.uint8)
-                if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
-                    raise DatasetError(f"label file {path} is colour RGB; expected single-channel ids")
-                arr = rgb[..., 0]
-            else:
-                raise DatasetError(f"label file {path} has image mode {img.mode!r}; expected L, P or I;16")
-            return arr.copy()
-    except FileNotFoundError as err:
-        raise DatasetError(f"label file missing: {path}") from err
-    except OSError as err:
-        raise DatasetError(f"cannot read label {path}: {err}") from err
+    """Read a single-channel label PNG as uint8 [H, W] raw values (palette indices kept as indices).
+
+    Raises:
+        DatasetError: missing, corrupt or oversized file, colour labels, or values above 255.
+    """
+    return decode_image(path, lambda img: _label_array(img, path), what="label")
+
+
+def allowed_values(values: Iterable[int]) -> np.ndarray:
+    """A read-only bool [256] table, True at each raw label value in ``values``."""
+    table = np.zeros(256, dtype=bool)
+    table[list(values)] = True
+    table.setflags(write=False)
+    return table
+
+
+def check_label_values(raw: np.ndarray, allowed: np.ndarray, path: Path, layout: str, meaning: str) -> None:
+    """Raise :class:`DatasetError` when ``raw`` (uint8 [H, W]) holds a value outside ``allowed`` (bool [256]).
+
+    The message names the file, the layout and its documented set (``meaning``), and each value found outside
+    it with its pixel count (at most 8 listed).
+    """
+    counts = np.bincount(raw.ravel(), minlength=256)
+    bad = np.flatnonzero((counts > 0) & ~allowed)
+    if bad.size:
+        found = ", ".join(f"{v} ({counts[v]} px)" for v in bad[:8]) + (", ..." if bad.size > 8 else "")
+        raise DatasetError(f"label file {path} holds values outside the {layout} set ({meaning}): {found}")
 
 
 def require_dir(path: Path, layout: str) -> Path:
@@ -132,6 +158,11 @@ class PairDataset(Sequence):
     root: Path
     split: str | None
     _items: list[tuple[Path, Path, str]]
+    #: bool [256]: the raw label values the layout documents (None = any value has a documented meaning)
+    label_values: np.ndarray | None = None
+    #: the layout's name and its label set in words, for the message when a file breaks it
+    label_layout: str = ""
+    label_meaning: str = ""
 
     def __len__(self) -> int:
         return len(self._items)
@@ -151,6 +182,8 @@ class PairDataset(Sequence):
         image_path, label_path, name = self._items[index]
         image = read_rgb(image_path)
         raw = read_label(label_path)
+        if self.label_values is not None:
+            check_label_values(raw, self.label_values, label_path, self.label_layout, self.label_meaning)
         check_shapes(image, raw, name)
         return self._decode(image, raw, name)
 

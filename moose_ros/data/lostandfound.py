@@ -6,7 +6,9 @@ LostAndFound (as released by 6d-vision; Cityscapes-like layout)::
     <root>/gtCoarse/<split>/<sequence>/<sequence>_<seq>_<frame>_gtCoarse_labelIds.png
 
 with ``split`` ``train`` or ``test`` and coarse labelIds 0 = unlabeled (void), 1 = free space (road,
-in-distribution), 2 and above = obstacle classes (anomaly).
+in-distribution), 2 and above = obstacle classes (anomaly; the release uses 2-43). 255 is no LostAndFound labelId
+(it is the void value of re-released 0/1/255 labels, which the Fishyscapes reader reads): a label file holding
+it is an error naming the file and the pixel count, never silently scored as obstacle.
 
 Fishyscapes LostAndFound (the 100-image validation set; its labels are already 0/1/255). The layout read here
 is the common re-release of it as two folders of equally named PNGs::
@@ -14,7 +16,7 @@ is the common re-release of it as two folders of equally named PNGs::
     <root>/images/<name>.png      (also accepted: <root>/original/<name>.png, .jpg)
     <root>/labels/<name>.png      0 = in-distribution, 1 = anomaly, 255 = void (everything off the road)
 
-Any other label value is treated as void.
+Any other label value is an error naming the file, the values and their pixel counts.
 """
 
 from __future__ import annotations
@@ -23,7 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from moose_ros.data.common import OOD_VOID, OodSample, PairDataset, check_pairs, lut_from_pairs, require_dir
+from moose_ros.data.common import (
+    OOD_VOID,
+    OodSample,
+    PairDataset,
+    allowed_values,
+    check_pairs,
+    lut_from_pairs,
+    require_dir,
+)
 from moose_ros.errors import DatasetError
 
 __all__ = ["LAF_TO_OOD_LUT", "FishyscapesLafDataset", "LostAndFoundDataset", "laf_to_ood"]
@@ -55,7 +65,13 @@ class LostAndFoundDataset(PairDataset):
     Args:
         root: directory holding ``leftImg8bit/`` and ``gtCoarse/``.
         split: ``"test"`` (default) or ``"train"``.
+
+    Reading a label file that holds 255 raises :class:`DatasetError` (see the module docstring).
     """
+
+    label_values = allowed_values(range(255))
+    label_layout = "LostAndFound gtCoarse labelIds"
+    label_meaning = "0 void, 1 road, 2-254 obstacle; 255 is not a labelId, read 0/1/255 labels as fishyscapes"
 
     def __init__(self, root: str | Path, split: str = "test") -> None:
         self.root = Path(root)
@@ -82,7 +98,13 @@ class FishyscapesLafDataset(PairDataset):
 
     Args:
         root: directory holding ``images/`` (or ``original/``) and ``labels/``.
+
+    Reading a label file with a value other than 0, 1 or 255 raises :class:`DatasetError`.
     """
+
+    label_values = allowed_values((0, 1, 255))
+    label_layout = "Fishyscapes LostAndFound label"
+    label_meaning = "0 in-distribution, 1 anomaly, 255 void"
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)

@@ -12,7 +12,7 @@ from moose_ros.data.road_anomaly import RoadAnomalyDataset
 from moose_ros.data.streethazards import StreetHazardsDataset
 from moose_ros.errors import ConfigError
 
-__all__ = ["DATASET_KINDS", "open_dataset"]
+__all__ = ["DATASET_KINDS", "dataset_kind", "open_dataset"]
 
 #: canonical kind -> (reader, takes a split)
 _READERS: dict[str, tuple[type[PairDataset], bool]] = {
@@ -31,6 +31,13 @@ _ALIASES = {
 DATASET_KINDS: tuple[str, ...] = tuple(sorted(_READERS))
 
 
+def dataset_kind(kind: str) -> str | None:
+    """The canonical name of dataset ``kind`` (aliases, case, ``-`` / ``_`` accepted), or None if unknown."""
+    key = kind.strip().lower().replace("-", "_")
+    key = _ALIASES.get(key, key)
+    return key if key in _READERS else None
+
+
 def open_dataset(kind: str, root: str | Path, split: str | None = None) -> PairDataset:
     """The reader for ``kind`` (see :data:`DATASET_KINDS`; ``-`` and ``_`` are interchangeable) at ``root``.
 
@@ -38,9 +45,8 @@ def open_dataset(kind: str, root: str | Path, split: str | None = None) -> PairD
     LostAndFound ``test``). Fishyscapes LaF and RoadAnomaly are single evaluation sets: they accept only
     None, ``"val"`` or ``"test"``.
     """
-    key = kind.strip().lower().replace("-", "_")
-    key = _ALIASES.get(key, key)
-    if key not in _READERS:
+    key = dataset_kind(kind)
+    if key is None:
         raise ConfigError(f"unknown dataset kind {kind!r}; choose from {', '.join(DATASET_KINDS)}")
     reader, has_split = _READERS[key]
     if has_split:

@@ -24,13 +24,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from moose_ros.errors import ConfigError
+from moose_ros.eval.outputs import check_report_dir, staged_dir
 
 __all__ = ["jsonable", "write_report"]
 
@@ -223,14 +224,35 @@ def write_report(
     curves: Mapping[str, Mapping[str, np.ndarray]] | None = None,
     gallery_items: Sequence[Any] | None = None,
     extra_sections: Sequence[tuple[str, str]] | None = None,
+    *,
+    include: Mapping[str, Path] | None = None,
+    option: str = "--out",
 ) -> dict[str, Path]:
-    """Write the report files into ``out_dir`` (created); returns {"markdown", "json", "curves"?, "gallery"?}."""
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"report directory {out} cannot be created: {err}") from err
-    paths: dict[str, Path] = {"markdown": out / "report.md", "json": out / "report.json"}
+    """Write the report files into ``out_dir``; returns {"markdown", "json", "curves"?, "gallery"?}.
+
+    The report is built in a temporary directory beside ``out_dir`` and renamed into place when complete; an
+    earlier report in ``out_dir`` is replaced whole (no stale gallery image stays), a directory holding other files
+    is refused (:func:`moose_ros.eval.outputs.check_report_dir`). ``include`` maps sub-directory names of the report
+    (e.g. ``"logs"``) to directories moved into it before the rename; ``option`` names ``out_dir`` in errors.
+    """
+    out = check_report_dir(out_dir, option)
+    with staged_dir(out, option, replace=True) as stage:
+        names = _write_files(stage, results, curves, gallery_items, extra_sections)
+        for name, source in (include or {}).items():
+            if Path(source).is_dir():
+                shutil.move(str(source), str(stage / name))
+    return {key: out / name for key, name in names.items()}
+
+
+def _write_files(
+    out: Path,
+    results: Mapping[str, Any],
+    curves: Mapping[str, Mapping[str, np.ndarray]] | None,
+    gallery_items: Sequence[Any] | None,
+    extra_sections: Sequence[tuple[str, str]] | None,
+) -> dict[str, str]:
+    """Write the report into the (new, empty) directory ``out``; returns {key: file name} of what was written."""
+    names: dict[str, str] = {"markdown": "report.md", "json": "report.json"}
     title = str(results.get("title") or "MOoSe evaluation")
     md: list[str] = [f"# {title}", ""]
     for label, value in (results.get("summary") or {}).items():
@@ -245,8 +267,8 @@ def write_report(
     if results.get("calibration"):
         md += _generic_table("Calibration and head diversity", results["calibration"], ("ece",))
     if curves:
-        paths["curves"] = out / "pr_curves.png"
-        _plot_curves(paths["curves"], curves, title)
+        names["curves"] = "pr_curves.png"
+        _plot_curves(out / names["curves"], curves, title)
         md += ["## Curves", "", "![PR and ROC curves](pr_curves.png)", ""]
         protocols = {r.get("protocol") for per in (results.get("ood") or {}).values() for r in per.values()}
         if "per_image" in protocols:
@@ -255,9 +277,8 @@ def write_report(
                 "",
             ]
     if gallery_items:
-        gdir = out / "gallery"
-        gdir.mkdir(exist_ok=True)
-        paths["gallery"] = gdir
+        names["gallery"] = "gallery"
+        (out / "gallery").mkdir()
         md += [
             "## Gallery",
             "",
@@ -266,10 +287,10 @@ def write_report(
             "",
         ]
         for i, item in enumerate(gallery_items):
-            _plot_gallery_row(gdir / f"{i:03d}.png", item)
+            _plot_gallery_row(out / "gallery" / f"{i:03d}.png", item)
             md += [f"![{item.name}](gallery/{i:03d}.png)", ""]
     for heading, body in extra_sections or ():
         md += [f"## {heading}", "", body.rstrip(), ""]
-    paths["markdown"].write_text("\n".join(md), encoding="utf-8")
-    paths["json"].write_text(json.dumps(jsonable(results), indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    return paths
+    (out / names["markdown"]).write_text("\n".join(md), encoding="utf-8")
+    (out / names["json"]).write_text(json.dumps(jsonable(results), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    return names

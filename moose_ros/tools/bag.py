@@ -27,8 +27,9 @@ def _seconds_to_ns(text: str) -> int:
         value = Decimal(text)
     except InvalidOperation as err:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from err
-    if not value.is_finite() or value < 0:
-        raise argparse.ArgumentTypeError(f"start time must be >= 0 seconds, got {text!r}")
+    if not value.is_finite() or value < 0 or value >= 2**31:
+        raise argparse.ArgumentTypeError(f"start time must be 0 <= seconds < 2^31 (a ROS 2 stamp holds int32 "
+                                         f"seconds, until 2038-01-19), got {text!r}")
     return int(value * 1_000_000_000)
 
 
@@ -129,11 +130,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_from_dataset(args: argparse.Namespace) -> int:
     from moose_ros.bag.from_dataset import DEFAULT_START_NS, BagTopics, BagWriteOptions, write_bag
     from moose_ros.bag.messages import load_camera_yaml
+    from moose_ros.bag.topics import check_topic_name
     from moose_ros.data import open_dataset
     from moose_ros.errors import ConfigError
+    from moose_ros.eval.outputs import check_new_dir
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}")
+    for option, topic in (("--image-topic", args.image_topic), ("--camera-info-topic", args.camera_info_topic),
+                          ("--gt-topic", args.gt_topic)):
+        check_topic_name(topic, option)
+    check_new_dir(args.out, "-o")
     dataset = open_dataset(args.dataset, args.root, args.split)
     samples = dataset if args.limit is None else dataset[: args.limit]
     options = BagWriteOptions(
@@ -158,10 +165,17 @@ def _run_from_dataset(args: argparse.Namespace) -> int:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from moose_ros.bag.evaluate import ReplayOptions, evaluate_bag, format_summary
+    from moose_ros.bag.evaluate import ReplayOptions, check_node_model, evaluate_bag, format_summary
+    from moose_ros.bag.topics import check_topic_name
+    from moose_ros.eval.outputs import check_report_dir
     from moose_ros.resources import bundled_model_path
 
+    check_report_dir(args.out, "--out")
+    for option, topic in (("--image-topic", args.image_topic), ("--gt-topic", args.gt_topic)):
+        if topic is not None:
+            check_topic_name(topic, option)
     model = args.model if args.model is not None else bundled_model_path()
+    check_node_model(model)
     options = ReplayOptions(
         max_speed=args.max_speed,
         rate_scale=args.rate_scale,

@@ -121,6 +121,9 @@ def _make_scorer(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     if suffix == ".onnx":
         if args.score:
             raise ConfigError("--score applies to checkpoints; an ONNX graph is scored with the scores baked into it")
+        if args.input_size != "native":
+            raise ConfigError(f"--input-size {args.input_size!r} applies to checkpoints; an ONNX graph resizes to "
+                              "the input size it was exported with (moose export --input-size)")
         from moose_ros.backends.onnx_meta import read_meta
         from moose_ros.eval.scorers import OnnxScorer
 
@@ -145,12 +148,25 @@ def _open(args: argparse.Namespace) -> Any:
     return open_dataset(args.dataset, args.root, args.split)
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """Raise :class:`ConfigError` for an option out of range, before any file is read or written."""
+    from moose_ros.eval.outputs import check_report_dir
+
+    for option, value, minimum in (("--limit", args.limit, 1), ("--gallery", args.gallery, 0),
+                                   ("--threads", args.threads, 1), ("--bins", args.bins, 2)):
+        if value is not None and value < minimum:
+            raise ConfigError(f"{option} must be >= {minimum}, got {value}")
+    if args.bins % 2:
+        raise ConfigError(f"--bins must be even, got {args.bins}")
+    _input_size(args.input_size)
+    check_report_dir(args.out, "--out")
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate, write the report and print the main table."""
     from moose_ros.eval import evaluate_ood, write_report
 
-    if args.limit is not None and args.limit < 1:
-        raise ConfigError(f"--limit must be >= 1, got {args.limit}")
+    _check_options(args)
     t0 = time.perf_counter()
     dataset = _open(args)
     scorer, model_info = _make_scorer(args)

@@ -52,8 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export and print a one-line summary."""
+    from moose_ros.errors import ConfigError
+    from moose_ros.eval.outputs import check_output_file
     from moose_ros.export import export_onnx
 
+    check_output_file(args.output, "-o")
+    if not args.checkpoint.is_file():
+        raise ConfigError(f"checkpoint {args.checkpoint} is not a file")
     input_size: tuple[int, int] | str | None
     if args.input_size == "native":
         input_size = None

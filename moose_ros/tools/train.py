@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from pathlib import Path
+from typing import Any
 
 HELP = "train a MOoSe network: base segmentation, probes on the frozen network, or the global refit baseline"
 
@@ -34,22 +36,65 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop after STEP steps leaving a resumable OUT/<stage>_last.pt (continue with --resume)")
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """Raise :class:`ConfigError` for an option out of range or an unusable path, before any work starts."""
+    from moose_ros.errors import ConfigError
+    from moose_ros.eval.outputs import check_output_dir
+
+    for option, value in (("--halt-at", args.halt_at), ("--threads", args.threads)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{option} must be >= 1, got {value}")
+    check_output_dir(args.out, "--out")
+    for option, path in (("--init", args.init), ("--resume", args.resume)):
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"{option} {path}: no such checkpoint file")
+
+
+def _check_inputs(cfg: Any, args: argparse.Namespace) -> None:
+    """Open the stage's datasets and find its start checkpoint, so a wrong path fails before OUT is created."""
+    from moose_ros.data import open_dataset
+    from moose_ros.errors import ConfigError
+    from moose_ros.train.trainer import resolve_init
+
+    open_dataset(cfg.data.kind, cfg.data.root, cfg.data.train_split)
+    open_dataset(cfg.data.kind, cfg.data.root, cfg.data.val_split)
+    if args.resume is None:
+        init = resolve_init(args.stage, cfg.stage(args.stage), Path(args.out), args.init)
+        if init is not None and not init.is_file():
+            raise ConfigError(f"{args.stage} starts from {init}, which does not exist (train the base stage first, "
+                              "or pass --init)")
+
+
 def run(args: argparse.Namespace) -> int:
-    """Train one stage; print the result's path and val metrics. Returns the exit status."""
+    """Train one stage; print the result's path and val metrics. Returns the exit status.
+
+    Every option, the recipe (types and ranges of every key), the datasets and the start checkpoint are checked
+    before OUT is created; a run that fails with a :class:`~moose_ros.errors.MooseError` removes an OUT it
+    created and left empty.
+    """
     import torch
 
+    from moose_ros.errors import MooseError
     from moose_ros.train import load_config, train_stage
     from moose_ros.train.distributed import cleanup
 
+    _check_options(args)
     overrides = list(args.overrides)
     if args.data is not None:
         overrides.append(f"data.root={args.data}")
     cfg = load_config(args.config, overrides)
+    _check_inputs(cfg, args)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    created = not out.exists()
     try:
         result = train_stage(cfg, args.stage, args.out, init=args.init, resume=args.resume, device=args.device,
                              progress=not args.no_progress, halt_at=args.halt_at)
+    except MooseError:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
     finally:
         cleanup()
     if result.checkpoint is not None:

@@ -17,6 +17,7 @@ Nothing here imports torch.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from moose_ros.data.registry import DATASET_KINDS, dataset_kind
 from moose_ros.errors import ConfigError
 
 __all__ = [
@@ -133,26 +135,124 @@ class StageConfig:
     log_every: int = 10
 
     def validate(self, where: str) -> None:
-        """Raise :class:`ConfigError` naming ``where`` (e.g. "probes") for any out-of-range value."""
-        if self.steps < 1:
-            raise ConfigError(f"{where}.steps={self.steps}: expected >= 1")
-        if self.batch_size < 1 or self.accum < 1:
-            raise ConfigError(f"{where}.batch_size={self.batch_size}, accum={self.accum}: expected >= 1")
-        if self.optimizer not in _OPTIMIZERS:
-            raise ConfigError(f"{where}.optimizer='{self.optimizer}': allowed values {', '.join(_OPTIMIZERS)}")
-        if not self.lr > 0:
-            raise ConfigError(f"{where}.lr={self.lr}: expected > 0")
-        if self.amp not in _AMP:
-            raise ConfigError(f"{where}.amp='{self.amp}': allowed values {', '.join(_AMP)}")
+        """Raise :class:`ConfigError` naming ``where`` (e.g. "probes") for any value of the wrong type or range."""
+        check_fields(dataclasses.asdict(self), STAGE_RULES, where)
         lo, hi = self.scale
         if not 0 < lo <= hi:
-            raise ConfigError(f"{where}.scale={self.scale}: expected 0 < min <= max")
-        for name in ("crop", "resize"):
-            size = getattr(self, name)
-            if size is not None and (len(size) != 2 or min(size) < 1):
-                raise ConfigError(f"{where}.{name}={size}: expected [H, W] with positive integers")
-        if self.patience is not None and self.patience < 1:
-            raise ConfigError(f"{where}.patience={self.patience}: expected >= 1 or null")
+            raise ConfigError(f"{where}.scale={list(self.scale)}: expected 0 < min <= max")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The type and range one recipe key accepts.
+
+    ``kind``: "int", "float", "bool", "str", "choice" (one of ``choices``), "kind" (a dataset reader name),
+    "pair_int" / "pair_float" (a two-element list), "mapping" (string keys). ``minimum`` / ``maximum`` bound numbers
+    and pair elements (``exclusive``: the minimum itself is not allowed); ``optional``: null is allowed.
+    """
+
+    kind: str
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive: bool = False
+    optional: bool = False
+    choices: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """What the key accepts, in words (the end of every error message)."""
+        noun = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a non-empty string",
+                "kind": "a dataset kind", "pair_int": "a list [H, W] of two integers",
+                "pair_float": "a list [a, b] of two numbers", "mapping": "a mapping with string keys",
+                "choice": f"one of {', '.join(self.choices)}"}[self.kind]
+        bounds = []
+        if self.minimum is not None:
+            bounds.append(f"{'>' if self.exclusive else '>='} {self.minimum:g}")
+        if self.maximum is not None:
+            bounds.append(f"< {self.maximum:g}")
+        if bounds:
+            noun += (" each " if self.kind.startswith("pair") else " ") + " and ".join(bounds)
+        return noun + (", or null" if self.optional else "")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def _in_range(value: float, rule: Rule) -> bool:
+    if rule.minimum is not None and (value <= rule.minimum if rule.exclusive else value < rule.minimum):
+        return False
+    return rule.maximum is None or value < rule.maximum
+
+
+def _valid(value: Any, rule: Rule) -> bool:
+    if value is None:
+        return rule.optional
+    kind = rule.kind
+    if kind in ("int", "float"):
+        return (_is_int(value) if kind == "int" else _is_number(value)) and _in_range(value, rule)
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "str":
+        return isinstance(value, str) and bool(value.strip())
+    if kind == "choice":
+        return isinstance(value, str) and value in rule.choices
+    if kind == "kind":
+        return isinstance(value, str) and dataset_kind(value) is not None
+    if kind in ("pair_int", "pair_float"):
+        ok = _is_int if kind == "pair_int" else _is_number
+        return (isinstance(value, (list, tuple)) and len(value) == 2
+                and all(ok(v) and _in_range(v, rule) for v in value))
+    if kind == "mapping":
+        return isinstance(value, Mapping) and all(isinstance(k, str) for k in value)
+    raise AssertionError(f"unknown rule kind {kind}")  # a bug in the rule tables, not in the recipe
+
+
+def check_fields(values: Mapping[str, Any], rules: Mapping[str, Rule], where: str) -> None:
+    """Raise :class:`ConfigError` for the first value of ``values`` that its :class:`Rule` rejects.
+
+    The message names ``where`` and the key, the value received and what the key accepts, e.g.
+    ``"r.yaml: base.steps='ten': expected an integer >= 1"``.
+    """
+    for key, value in values.items():
+        rule = rules[key]
+        if not _valid(value, rule):
+            shown = list(value) if isinstance(value, tuple) else value
+            allowed = rule.describe()
+            if rule.kind == "kind":
+                allowed += f" ({', '.join(DATASET_KINDS)} or an alias)"
+            path = f"{where} {key}" if where.endswith(":") else f"{where}.{key}"
+            raise ConfigError(f"{path}={shown!r}: expected {allowed}")
+
+
+_POSITIVE = Rule("int", 1)
+_COUNT = Rule("int", 0)
+_SEED = Rule("int", 0, optional=True)
+
+#: what every :class:`StageConfig` key accepts
+STAGE_RULES: dict[str, Rule] = {
+    "steps": _POSITIVE, "batch_size": _POSITIVE, "accum": _POSITIVE,
+    "optimizer": Rule("choice", choices=_OPTIMIZERS), "lr": Rule("float", 0, exclusive=True),
+    "momentum": Rule("float", 0, 1), "weight_decay": Rule("float", 0), "poly_power": Rule("float", 0),
+    "warmup_steps": _COUNT, "crop": Rule("pair_int", 1, optional=True), "scale": Rule("pair_float", 0, exclusive=True),
+    "flip": Rule("bool"), "resize": Rule("pair_int", 1, optional=True), "val_every": _COUNT,
+    "patience": Rule("int", 1, optional=True), "min_delta": Rule("float", 0), "amp": Rule("choice", choices=_AMP),
+    "init": Rule("str", optional=True), "cache_features": Rule("bool"), "bn_recalibrate": _COUNT,
+    "save_every": _COUNT, "channels_last": Rule("bool"), "workers": _COUNT, "log_every": _POSITIVE,
+}
+#: what every :class:`DataConfig` key accepts
+DATA_RULES: dict[str, Rule] = {
+    "kind": Rule("kind"), "root": Rule("str"), "train_split": Rule("str"), "val_split": Rule("str"),
+    "val_limit": Rule("int", 1, optional=True), "ood_kind": Rule("kind"), "ood_root": Rule("str", optional=True),
+    "ood_split": Rule("str", optional=True), "synth_seed": _SEED, "ood_seed": _SEED,
+}
+#: what every :class:`ModelConfig` key accepts
+MODEL_RULES: dict[str, Rule] = {"architecture": Rule("str"), "kwargs": Rule("mapping")}
+#: the top-level scalar keys
+TOP_RULES: dict[str, Rule] = {"seed": Rule("int", 0)}
 
 
 @dataclass(frozen=True)
@@ -186,42 +286,20 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _tuple_or_none(value: Any, where: str, cast: type) -> tuple | None:
-    if value is None:
-        return None
-    if not isinstance(value, Sequence) or isinstance(value, str):
-        raise ConfigError(f"{where}={value!r}: expected a list like [a, b] or null")
-    try:
-        return tuple(cast(v) for v in value)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{where}={value!r}: {err}") from err
-
-
-def _build(cls: type, raw: Any, where: str) -> Any:
+def _build(cls: type, raw: Any, where: str, rules: Mapping[str, Rule]) -> Any:
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(names))
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(map(str, raw)) - names)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}")
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        path = f"{where}.{key}" if where else key
-        if cls is StageConfig and key in ("crop", "resize"):
-            value = _tuple_or_none(value, path, int)
-        elif cls is StageConfig and key == "scale":
-            value = _tuple_or_none(value, path, float)
-        elif cls is ModelConfig and key == "kwargs":
-            if not isinstance(value, Mapping):
-                raise ConfigError(f"{path}: expected a mapping of builder arguments")
-            value = dict(value)
-        values[key] = value
-    try:
-        return cls(**values)
-    except TypeError as err:
-        raise ConfigError(f"{where}: {err}") from err
+    check_fields(raw, rules, where)
+    values = {str(k): tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    if "kwargs" in values:
+        values["kwargs"] = dict(values["kwargs"])
+    return cls(**values)
 
 
 def config_from_dict(raw: Mapping[str, Any], *, source: str = "<dict>") -> TrainConfig:
@@ -229,18 +307,16 @@ def config_from_dict(raw: Mapping[str, Any], *, source: str = "<dict>") -> Train
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{source}: a training recipe must be a mapping at the top level")
     allowed = {"seed", "data", "model", *STAGES}
-    unknown = sorted(set(raw) - allowed)
+    unknown = sorted(set(map(str, raw)) - allowed)
     if unknown:
-        raise ConfigError(f"{source}: unknown top-level key(s) {', '.join(unknown)}; allowed: {sorted(allowed)}")
-    try:
-        seed = int(raw.get("seed", 0))
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{source}: seed={raw.get('seed')!r} is not an integer") from err
+        raise ConfigError(f"{source}: unknown top-level key(s) {', '.join(map(str, unknown))}; "
+                          f"allowed: {', '.join(sorted(allowed))}")
+    check_fields({k: raw[k] for k in ("seed",) if k in raw}, TOP_RULES, f"{source}:")
     cfg = TrainConfig(
-        seed=seed,
-        data=_build(DataConfig, raw.get("data"), f"{source}: data"),
-        model=_build(ModelConfig, raw.get("model"), f"{source}: model"),
-        **{s: _build(StageConfig, raw.get(s), f"{source}: {s}") for s in STAGES},
+        seed=int(raw.get("seed", 0)),
+        data=_build(DataConfig, raw.get("data"), f"{source}: data", DATA_RULES),
+        model=_build(ModelConfig, raw.get("model"), f"{source}: model", MODEL_RULES),
+        **{s: _build(StageConfig, raw.get(s), f"{source}: {s}", STAGE_RULES) for s in STAGES},
         source=source,
     )
     for name in STAGES:
@@ -248,15 +324,38 @@ def config_from_dict(raw: Mapping[str, Any], *, source: str = "<dict>") -> Train
     return cfg
 
 
-def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+_SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, **{name: StageConfig for name in STAGES}}
+
+
+def _check_override_path(item: str, keys: list[str]) -> None:
+    """Raise :class:`ConfigError` unless ``keys`` (a dotted ``--set`` path) names a recipe value."""
+    head = keys[0]
+    if head == "seed" and len(keys) == 1:
+        return
+    if head not in _SECTIONS:
+        allowed = ", ".join(["seed", *sorted(_SECTIONS)])
+        raise ConfigError(f"--set {item}: unknown top-level key '{head}'; allowed: {allowed}")
+    fields = sorted(f.name for f in dataclasses.fields(_SECTIONS[head]))
+    if len(keys) == 1:
+        raise ConfigError(f"--set {item}: '{head}' is a section; set one of its keys, e.g. {head}.{fields[0]}=...")
+    if keys[1] not in fields:
+        raise ConfigError(f"--set {item}: unknown key '{head}.{keys[1]}'; allowed: {', '.join(fields)}")
+    if len(keys) > 2 and (head, keys[1]) != ("model", "kwargs"):
+        raise ConfigError(f"--set {item}: '{head}.{keys[1]}' is a value, not a section")
+    if any(not key for key in keys):
+        raise ConfigError(f"--set {item}: empty key in the dotted path")
+
+
+def _set_path(tree: dict[str, Any], item: str, dotted: str, value: Any) -> None:
     keys = dotted.split(".")
+    _check_override_path(item, keys)
     node = tree
     for key in keys[:-1]:
         child = node.get(key)
         if child is None:
             child = node[key] = {}
         if not isinstance(child, dict):
-            raise ConfigError(f"--set {dotted}: '{key}' is not a section")
+            raise ConfigError(f"--set {item}: '{key}' is not a section (it holds {child!r})")
         node = child
     node[keys[-1]] = value
 
@@ -272,7 +371,7 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
             value = yaml.safe_load(text)
         except yaml.YAMLError as err:
             raise ConfigError(f"--set '{item}': value is not valid YAML: {err}") from err
-        _set_path(tree, key.strip(), value)
+        _set_path(tree, item, key.strip(), value)
     return tree
 
 
