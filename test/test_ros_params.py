@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import re
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -13,9 +17,12 @@ from moose_ros.ros import params as P
 def test_defaults_and_shipped_yaml_are_valid() -> None:
     default = P.config_from_values({})
     assert default.cameras == ("",) and default.output_size is None and default.score_range is None
-    shipped = yaml.safe_load(config_path("moose.yaml").read_text())["moose_node"]["ros__parameters"]
+    document = yaml.safe_load(config_path("moose.yaml").read_text())
+    assert list(document) == ["/**"]  # applies under any namespace and node name
+    shipped = document["/**"]["ros__parameters"]
     config = P.config_from_values(shipped)
     assert set(shipped) <= {spec.name for spec in P.PARAMETERS}
+    assert config.threshold is None and math.isnan(shipped["threshold"])  # .nan = the model's threshold
     assert config.input_reliability == "best_effort" and config.input_depth == 1
     assert P.config_from_values(P.config_to_values(config)) == config
 
@@ -26,7 +33,7 @@ def test_defaults_and_shipped_yaml_are_valid() -> None:
         ("backend", "cuda", "onnxruntime"),
         ("threads", -1, ">= 0"),
         ("threshold", "high", "finite number"),
-        ("threshold", float("nan"), "finite number"),
+        ("threshold", float("inf"), ".nan (unset)"),
         ("overlay_alpha", 1.5, "[0.0, 1.0]"),
         ("colormap", "rainbow", "turbo"),
         ("score_range", [3.0, 1.0], "lo < hi"),
@@ -73,3 +80,34 @@ def test_resolve_score() -> None:
     assert P.resolve_score(P.config_from_values({"score": "msp"}), ("max_logit", "msp")) == "msp"
     with pytest.raises(ConfigError, match="max_logit, msp"):
         P.resolve_score(P.config_from_values({"score": "entropy"}), ("max_logit", "msp"))
+
+
+def test_shipped_yaml_readme_and_code_agree_on_every_default() -> None:
+    """config/moose.yaml, the README parameter table and PARAMETERS give the same default for every parameter."""
+    shipped = yaml.safe_load(config_path("moose.yaml").read_text())["/**"]["ros__parameters"]
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `(\w+)` \*? ?\| `?([^|`]*)`? \|", readme, flags=re.MULTILINE))
+    for spec in P.PARAMETERS:
+        if spec.default is None:
+            assert spec.name not in shipped and rows[spec.name] == "unset", spec.name
+            continue
+        assert spec.name in shipped, spec.name
+        same = (math.isnan(shipped[spec.name]) if isinstance(spec.default, float) and math.isnan(spec.default)
+                else shipped[spec.name] == spec.default)
+        assert same, (spec.name, shipped[spec.name], spec.default)
+        assert yaml.safe_load(rows[spec.name].replace('""', "''") or "''") == shipped[spec.name] or (
+            rows[spec.name] == ".nan" and math.isnan(shipped[spec.name])), (spec.name, rows[spec.name])
+
+
+def test_operating_point_resolution() -> None:
+    extra = {"thresholds": {"max_logit": -2.5}, "score_ranges": {"max_logit": [-9.0, 0.0], "msp": [-1.0, -0.1]}}
+    unset = P.config_from_values({})
+    assert P.operating_threshold(unset, "max_logit", extra) == (-2.5, "model")
+    assert P.operating_threshold(unset, "msp", extra) == (0.0, "fallback")
+    assert P.operating_threshold(unset, "max_logit", {}) == (0.0, "fallback")
+    assert P.operating_threshold(P.config_from_values({"threshold": -4}), "max_logit", extra) == (-4.0, "parameter")
+    assert P.operating_range(unset, "msp", extra) == ((-1.0, -0.1), "model")
+    assert P.operating_range(unset, "entropy", extra) == (None, "automatic")
+    assert P.operating_range(P.config_from_values({"score_range": [1, 2]}), "msp", extra) == ((1.0, 2.0), "parameter")
+    back = P.update_config(P.update_config(unset, {"threshold": 1.0}), {"threshold": math.nan})
+    assert back.threshold is None
