@@ -114,6 +114,9 @@ class ShapeProfile:
         if max_pixels is not None and hi[1] * hi[2] > max_pixels:
             scale = math.sqrt(max_pixels / (hi[1] * hi[2]))
             hi[1], hi[2] = max(lo[1], int(hi[1] * scale)), max(lo[2], int(hi[2] * scale))
+            while hi[1] * hi[2] > max_pixels and max(hi[1] - lo[1], hi[2] - lo[2]) > 0:  # float rounding
+                axis = 1 if hi[1] - lo[1] >= hi[2] - lo[2] else 2
+                hi[axis] -= 1
         for axis, size in enumerate(dims[:3]):
             if size >= 1:
                 lo[axis] = mid[axis] = hi[axis] = size

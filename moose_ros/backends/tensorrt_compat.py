@@ -33,20 +33,20 @@ SUPPORTED_MAJORS = (10, 12)
 
 #: Names present in every supported version (checked against the 10.x and 11.x bindings).
 TRT_API: tuple[str, ...] = (
-    "__version__", "ILogger", "Severity", "ERROR", "WARNING", "INFO", "nptype", "float32", "float16",
+    "__version__", "ILogger", "Severity", "ERROR", "WARNING", "log", "nptype", "float32", "float16",
     "Builder", "create_network", "create_builder_config", "create_optimization_profile", "build_serialized_network",
     "NetworkDefinitionCreationFlag", "STRONGLY_TYPED",
     "OnnxParser", "parse_from_file", "num_errors", "get_error",
     "num_inputs", "get_input", "shape", "name", "num_layers", "get_layer", "num_outputs", "get_output", "dtype",
     "BuilderFlag", "TF32", "set_flag", "clear_flag",
     "create_timing_cache", "set_timing_cache", "get_timing_cache", "serialize",
-    "IOptimizationProfile", "set_shape", "add_optimization_profile",
+    "set_shape", "add_optimization_profile",
     "Runtime", "deserialize_cuda_engine",
-    "ICudaEngine", "num_io_tensors", "get_tensor_name", "get_tensor_mode", "get_tensor_dtype", "TensorIOMode",
+    "num_io_tensors", "get_tensor_name", "get_tensor_mode", "get_tensor_dtype", "TensorIOMode",
     "INPUT", "OUTPUT", "create_execution_context",
     "IExecutionContext", "ExecutionContextAllocationStrategy", "USER_MANAGED", "update_device_memory_size_for_shapes",
     "set_device_memory", "set_input_shape", "get_tensor_shape", "set_tensor_address", "execute_async_v3",
-    "ILayer", "IBuilderConfig",
+    "ILayer",
 )  # fmt: skip
 
 #: Names the backend uses only where they exist (TensorRT 10: weakly typed fp16 with precision constraints).
