@@ -187,7 +187,7 @@ def test_threshold_changes_at_run_time(session: Session) -> None:
     t.publish("image", raw_image_msg(rgb, "rgb8", frame_id="cam", sec=sec))
     np.testing.assert_array_equal(image_array(t.wait_outputs(sec * 1_000_000_000)["anomaly/overlay"]), rgb)
     (bad,) = _set(t, overlay_alpha=2.0)
-    assert not bad.successful and "overlay_alpha" in bad.reason and "[0.0, 1.0]" in bad.reason
+    assert not bad.successful and "overlay_alpha" in bad.reason and "1.0" in bad.reason  # the descriptor range
     (fixed,) = _set(t, backend="torch")
     assert not fixed.successful and fixed.reason
     (restore, restore_alpha) = _set(t, threshold=THRESHOLD, overlay_alpha=0.5)
