@@ -31,6 +31,9 @@ KEY = EngineKey(
     gpu_name="NVIDIA Jetson Orin",
     precision="fp16",
     profile=ShapeProfile().describe(),
+    compute_capability="8.7",
+    sm_count="16",
+    recipe="v2:fp16-obey",
 )
 
 
@@ -63,6 +66,9 @@ def test_same_key_reuses_engine(tmp_path, caplog):
         ("gpu_name", "NVIDIA GeForce RTX 4090"),
         ("precision", "fp32"),
         ("profile", ShapeProfile(max=(1, 1024, 2048)).describe()),
+        ("compute_capability", "8.7"),
+        ("sm_count", "66"),
+        ("recipe", "v99"),
     ],
 )
 def test_changed_key_field_rebuilds_and_names_it(tmp_path, caplog, field, value):
@@ -165,20 +171,54 @@ def test_shape_profile_and_binding_shapes():
         output_shapes(meta, (1, 3, 64, 64))
 
 
+class _Context:
+    """Stands in for an execution context (the BindOps protocol): accepts every shape, reports meta's shapes."""
+
+    def __init__(self, meta):
+        self.meta, self.shape = meta, None
+
+    def set_input_shape(self, shape):
+        self.shape = shape
+        return True
+
+    def output_shape(self, name):
+        return output_shapes(self.meta, self.shape)[name]
+
+    def scratch_bytes(self):
+        return 0
+
+    def set_scratch(self, buffer, size):
+        raise AssertionError("no scratch asked for")
+
+    def set_address(self, name, buffer):
+        return True
+
+
 def test_buffers_reallocated_only_on_shape_change():
     meta = ModelMeta(architecture="a", classes=("x",), colors=((0, 0, 0),))
     dtypes = {"image": "uint8", "labels": "uint8", "anomaly": "float32"}
     buffers = BufferSet(meta, dtypes, lambda shape, dtype: np.empty(shape, dtype=dtype))
-    first, changed = buffers.ensure((1, 64, 96, 3))
+    ops = _Context(meta)
+    first, changed = buffers.ensure((1, 64, 96, 3), ops)
     assert changed and first["labels"].shape == (1, 64, 96) and first["anomaly"].dtype == np.float32
-    again, changed = buffers.ensure((1, 64, 96, 3))
+    again, changed = buffers.ensure((1, 64, 96, 3), ops)
     assert not changed and again["anomaly"] is first["anomaly"] and buffers.allocations == 1
-    bigger, changed = buffers.ensure((2, 64, 96, 3))
+    bigger, changed = buffers.ensure((2, 64, 96, 3), ops)
     assert changed and bigger["image"].shape == (2, 64, 96, 3) and buffers.allocations == 2
-    broken = BufferSet(
-        ModelMeta(architecture="a", classes=("x",), colors=((0, 0, 0),), scores=("a", "b")),
-        dtypes,
-        lambda s, d: np.empty(s, d),
-    )
+    broken_meta = ModelMeta(architecture="a", classes=("x",), colors=((0, 0, 0),), scores=("a", "b"))
+    broken = BufferSet(broken_meta, dtypes, lambda s, d: np.empty(s, d))
     with pytest.raises(BackendError, match="anomaly_b"):
-        broken.ensure((1, 8, 8, 3))
+        broken.ensure((1, 8, 8, 3), _Context(broken_meta))
+    assert broken.input_shape is None
+
+
+def test_cache_files_are_readable_and_one_slot_per_key(tmp_path):
+    cache = EngineCache(tmp_path)
+    path = cache.store(KEY.slot("model"), KEY, b"engine")
+    assert path.stat().st_mode & 0o777 == 0o644
+    other = EngineKey(**{**KEY.to_dict(), "onnx_sha256": "c" * 64})  # another model.onnx in another folder
+    assert KEY.slot("model") != other.slot("model") and KEY.slot("model").startswith("model-")
+    cache.store(other.slot("model"), other, b"other engine")
+    assert cache.load(KEY.slot("model"), KEY) == b"engine"  # not evicted by the model with the same stem
+    for field in ("compute_capability", "sm_count", "recipe"):
+        assert EngineKey(**{**KEY.to_dict(), field: "x"}).slot("model") != KEY.slot("model"), field
