@@ -66,7 +66,7 @@ def test_same_key_reuses_engine(tmp_path, caplog):
         ("gpu_name", "NVIDIA GeForce RTX 4090"),
         ("precision", "fp32"),
         ("profile", ShapeProfile(max=(1, 1024, 2048)).describe()),
-        ("compute_capability", "8.7"),
+        ("compute_capability", "9.0"),
         ("sm_count", "66"),
         ("recipe", "v99"),
     ],
