@@ -84,7 +84,10 @@ class MooseNode(Node):
             values = declare_parameters(self)
             self._report_parameters(values, param_sources.parse_command_line(sys.argv if argv is None else argv))
             self.config: NodeConfig = config_from_values(values)
-            self.backend = _open_backend(self.config)
+            from moose_ros.backends import make_backend
+
+            self.model_path = _model_path(self.config)
+            self.backend = make_backend(self.config.backend, self.model_path, threads=self.config.threads)
             self.score = resolve_score(self.config, self.backend.meta.scores)
         except MooseError as err:
             self.get_logger().fatal(str(err))
@@ -122,7 +125,8 @@ class MooseNode(Node):
         self._worker.start()
         self.get_logger().info(
             f"ready: backend {self.backend.name}, model {meta.architecture} ({meta.num_classes} classes, "
-            f"{meta.num_probes} probes), score {self.score}, cameras {[c.name or '(default)' for c in self.cameras]}"
+            f"{meta.num_probes} probes) from {self.model_path}, score {self.score}, "
+            f"cameras {[c.name or '(default)' for c in self.cameras]}"
         )
         self._log_operating_point()
 
@@ -307,21 +311,19 @@ class MooseNode(Node):
         self.destroy_node()
 
 
-def _open_backend(config: NodeConfig) -> Any:
-    """``make_backend`` for the configured model (the bundled one when ``model`` is empty)."""
-    from moose_ros.backends import make_backend
+def _model_path(config: NodeConfig) -> str:
+    """The configured model file, or the bundled one (found through the ament index) when ``model`` is empty."""
     from moose_ros.resources import bundled_model_path
 
-    model = config.model
-    if model == "":
-        try:
-            model = str(bundled_model_path())
-        except ConfigError as err:
-            raise ConfigError(
-                f"parameter 'model' is empty and the bundled model is missing ({err}); pass model:=<file.onnx> "
-                "(write one with `moose export`)"
-            ) from err
-    return make_backend(config.backend, model, threads=config.threads)
+    if config.model != "":
+        return config.model
+    try:
+        return str(bundled_model_path())
+    except ConfigError as err:
+        raise ConfigError(
+            f"parameter 'model' is empty and the bundled model is missing ({err}); pass model:=<file.onnx> "
+            "(write one with `moose export`)"
+        ) from err
 
 
 def main(args: list[str] | None = None) -> int:
