@@ -36,6 +36,7 @@ class StatsSnapshot:
     latency_p95_ms: float | None
     infer_ms: float | None
     last_error: str
+    idle_s: float = 0.0  #: seconds since the last received message (since start when none came yet)
 
 
 class CameraStats:
@@ -46,6 +47,7 @@ class CameraStats:
         self.received = self.processed = self.dropped = self.rejected = self.skipped = 0
         self.last_error = ""
         self._period_start = time.monotonic()
+        self._last_received = self._period_start
         self._period_counts = (0, 0, 0)  # received, processed, dropped at period start
         self._latency_ms: list[float] = []
         self._infer_ms: list[float] = []
@@ -54,6 +56,7 @@ class CameraStats:
         """A message arrived; ``replaced_unprocessed``: it overwrote one the worker never took (a drop)."""
         with self._lock:
             self.received += 1
+            self._last_received = time.monotonic()
             if replaced_unprocessed:
                 self.dropped += 1
 
@@ -88,6 +91,7 @@ class CameraStats:
             received, processed, dropped, rejected = self.received, self.processed, self.dropped, self.rejected
             skipped = self.skipped
             last_error = self.last_error
+            idle_s = now - self._last_received
         p50 = p95 = mean_infer = None
         if latency:
             p50, p95 = (float(v) for v in np.percentile(np.asarray(latency), (50, 95)))
@@ -107,6 +111,7 @@ class CameraStats:
             latency_p95_ms=p95,
             infer_ms=mean_infer,
             last_error=last_error,
+            idle_s=idle_s,
         )
 
 
@@ -122,8 +127,10 @@ def build_status(
     backend: str,
     max_drop_ratio: float,
     max_latency_ms: float,
+    input_timeout_s: float = float("inf"),
 ) -> Any:
-    """A ``diagnostic_msgs/DiagnosticStatus`` for one camera: OK, or WARN naming the exceeded bounds.
+    """A ``diagnostic_msgs/DiagnosticStatus`` for one camera: OK, WARN naming the exceeded bounds, or STALE when
+    the camera received nothing for more than ``input_timeout_s`` seconds (its input stopped, or never started).
 
     Keys: ``input_rate_hz``, ``processed_rate_hz``; totals since start ``received`` = ``processed`` + ``dropped``
     (overwritten by a newer frame before processing) + ``rejected`` (malformed, or inference failed) + ``skipped``
@@ -142,6 +149,10 @@ def build_status(
     status.hardware_id = hardware_id
     status.level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
     status.message = "; ".join(problems) if problems else "ok"
+    if snap.idle_s > input_timeout_s:
+        status.level = DiagnosticStatus.STALE
+        status.message = (f"no input for {snap.idle_s:.1f} s" if snap.received else
+                          f"no input yet ({snap.idle_s:.1f} s since start)")
     pairs = {
         "input_rate_hz": _fmt(snap.input_hz),
         "processed_rate_hz": _fmt(snap.processed_hz),
@@ -155,6 +166,7 @@ def build_status(
         "inference_ms": _fmt(snap.infer_ms),
         "backend": backend,
         "last_rejection": snap.last_error,
+        "idle_s": _fmt(snap.idle_s, 1),
     }
     status.values = [KeyValue(key=k, value=v) for k, v in pairs.items()]
     return status

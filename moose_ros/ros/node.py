@@ -211,7 +211,7 @@ class MooseNode(Node):
             array.status.append(build_status(
                 f"{base}: {cam.name or 'image'}", cam.name or "default", cam.stats.snapshot(),
                 backend=self.backend.name, max_drop_ratio=self.config.max_drop_ratio,
-                max_latency_ms=self.config.max_latency_ms,
+                max_latency_ms=self.config.max_latency_ms, input_timeout_s=self.config.input_timeout_s,
             ))
         self._diag_pub.publish(array)
 

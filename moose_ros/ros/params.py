@@ -74,6 +74,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages, (0, 3600]", 0.0, 3600.0),
     ParamSpec("max_drop_ratio", 0.5, "diagnostics WARN when dropped / received over a period exceeds this", 0.0, 1.0),
     ParamSpec("max_latency_ms", 500.0, "diagnostics WARN when p95 latency (stamp -> publish) exceeds this", 0.0, 1e7),
+    ParamSpec("input_timeout_s", 3.0, "diagnostics STALE for a camera that received nothing for this long (s)",
+              0.0, 86400.0),
     ParamSpec("warmup", True, "run one inference at start-up so the first frame is not slow"),
 )
 
@@ -109,6 +111,7 @@ class NodeConfig:
     diagnostics_period: float = 1.0
     max_drop_ratio: float = 0.5
     max_latency_ms: float = 500.0
+    input_timeout_s: float = 3.0
     warmup: bool = True
 
 
@@ -205,6 +208,7 @@ def _build(values: Mapping[str, Any]) -> NodeConfig:
         diagnostics_period=_float("diagnostics_period", v["diagnostics_period"], 0.0, 3600.0, open_low=True),
         max_drop_ratio=_float("max_drop_ratio", v["max_drop_ratio"], 0.0, 1.0),
         max_latency_ms=_float("max_latency_ms", v["max_latency_ms"], 0.0, 1e7, open_low=True),
+        input_timeout_s=_float("input_timeout_s", v["input_timeout_s"], 0.0, 86400.0, open_low=True),
         warmup=_bool("warmup", v["warmup"]),
     )
 
