@@ -324,28 +324,11 @@ def evaluate_bag(
 
 
 def check_node_model(model: Path) -> None:
-    """Raise before the node starts unless ``model`` is a fused graph the node runs: a readable ``.onnx`` file
-    with ``moose export`` metadata, one uint8 ``[N, H, W, 3]`` image input and ``labels`` + ``anomaly`` outputs.
-    """
-    import onnx
-
-    from moose_ros.backends.onnx_meta import read_meta
+    """Raise before the node starts unless ``model`` exists and is a fused graph the node runs (the node's own
+    start-up check, :func:`moose_ros.ros.model_check.check_model_file`: uint8 [N, H, W, 3] image input, labels
+    and anomaly outputs, ``moose export`` metadata); otherwise the replay would run and every frame be rejected."""
+    from moose_ros.ros.model_check import check_model_file
 
     if not model.is_file():
         raise ConfigError(f"--model {model} does not exist")
-    read_meta(model)  # BackendError naming the file when it is no ONNX file or has no moose metadata
-    graph = onnx.load(str(model), load_external_data=False).graph
-    constants = {t.name for t in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in constants]
-    outputs = {o.name for o in graph.output}
-    if len(inputs) != 1:
-        raise ConfigError(f"--model {model}: expected one image input, found {len(inputs)}")
-    tensor = inputs[0].type.tensor_type
-    dtype = onnx.TensorProto.DataType.Name(tensor.elem_type)
-    dims = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in tensor.shape.dim]
-    if dtype != "UINT8" or len(dims) != 4 or dims[3] not in (3, ""):
-        raise ConfigError(f"--model {model}: input '{inputs[0].name}' is {dtype} {dims}; the node feeds uint8 "
-                          "[N, H, W, 3] RGB images (export the checkpoint with `moose export`)")
-    missing = sorted({"labels", "anomaly"} - outputs)
-    if missing:
-        raise ConfigError(f"--model {model}: output(s) {', '.join(missing)} missing; the node needs labels and anomaly")
+    check_model_file(model)

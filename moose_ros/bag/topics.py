@@ -23,6 +23,9 @@ def topic_name_problem(name: str) -> str | None:
     """Why ``name`` is not a valid absolute ROS 2 topic name, or None when it is valid."""
     if not isinstance(name, str) or not name:
         return "it is empty"
+    bad = sorted({c for c in name if not (c.isascii() and (c.isalnum() or c in "_/"))})
+    if bad:
+        return f"it contains {''.join(bad)!r}; allowed are letters, digits, '_' and '/'"
     if not name.startswith("/"):
         return "it must be absolute (start with '/')"
     if len(name) > MAX_TOPIC_LENGTH:
@@ -33,9 +36,6 @@ def topic_name_problem(name: str) -> str | None:
         if not token:
             return "it must not contain '//'"
         if not _TOKEN.fullmatch(token):
-            bad = sorted({c for c in token if not (c.isascii() and (c.isalnum() or c == "_"))})
-            if bad:
-                return f"it contains {''.join(bad)!r}; allowed are letters, digits, '_' and '/'"
             return f"its part '{token}' starts with a digit"
     return None
 

@@ -12,24 +12,30 @@ import argparse
 import logging
 from pathlib import Path
 
-__all__ = ["HELP", "add_arguments", "run"]
+__all__ = ["HELP", "add_arguments", "run", "seconds_to_ns"]
 
 HELP = "rosbag2 tools: dataset -> bag (from-dataset), bag replay through the node with metrics (evaluate)"
 
 log = logging.getLogger(__name__)
 
 
-def _seconds_to_ns(text: str) -> int:
-    """``"1704067200.123456789"`` -> integer nanoseconds, exactly (no float rounding)."""
+def seconds_to_ns(text: str, option: str = "--start-time") -> int:
+    """``"1704067200.123456789"`` -> integer nanoseconds, exactly (no float rounding), 0 <= seconds < 2^31.
+
+    Raises:
+        ConfigError: naming ``option``, the text and the allowed range (a ROS 2 stamp holds int32 seconds).
+    """
     from decimal import Decimal, InvalidOperation
 
+    from moose_ros.errors import ConfigError
+
     try:
-        value = Decimal(text)
-    except InvalidOperation as err:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from err
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        raise ConfigError(f"{option} {text!r} is not a number of seconds") from None
     if not value.is_finite() or value < 0 or value >= 2**31:
-        raise argparse.ArgumentTypeError(f"start time must be 0 <= seconds < 2^31 (a ROS 2 stamp holds int32 "
-                                         f"seconds, until 2038-01-19), got {text!r}")
+        raise ConfigError(f"{option} {text!r}: expected 0 <= seconds < 2147483648 (a ROS 2 stamp holds int32 "
+                          "seconds, until 2038-01-19)")
     return int(value * 1_000_000_000)
 
 
@@ -56,7 +62,6 @@ def _add_from_dataset(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=float, default=10.0, help="frame rate of the stamps in Hz (default 10)")
     p.add_argument(
         "--start-time",
-        type=_seconds_to_ns,
         default=None,
         help="stamp of the first frame in seconds since the epoch (default 2024-01-01T00:00:00Z)",
     )
@@ -141,6 +146,7 @@ def _run_from_dataset(args: argparse.Namespace) -> int:
                           ("--gt-topic", args.gt_topic)):
         check_topic_name(topic, option)
     check_new_dir(args.out, "-o")
+    start_ns = DEFAULT_START_NS if args.start_time is None else seconds_to_ns(args.start_time)
     dataset = open_dataset(args.dataset, args.root, args.split)
     samples = dataset if args.limit is None else dataset[: args.limit]
     options = BagWriteOptions(
@@ -148,7 +154,7 @@ def _run_from_dataset(args: argparse.Namespace) -> int:
         image_format="raw" if args.compressed is None else args.compressed,
         jpeg_quality=args.jpeg_quality,
         rate_hz=args.rate,
-        start_ns=DEFAULT_START_NS if args.start_time is None else args.start_time,
+        start_ns=start_ns,
         frame_id=args.frame_id,
         camera=None if args.camera_info is None else load_camera_yaml(args.camera_info),
         ground_truth=not args.no_gt,

@@ -72,18 +72,21 @@ def run(args: argparse.Namespace) -> int:
     before OUT is created; a run that fails with a :class:`~moose_ros.errors.MooseError` removes an OUT it
     created and left empty.
     """
-    import torch
-
     from moose_ros.errors import MooseError
-    from moose_ros.train import load_config, train_stage
-    from moose_ros.train.distributed import cleanup
+    from moose_ros.train.config import load_config
 
     _check_options(args)
     overrides = list(args.overrides)
     if args.data is not None:
         overrides.append(f"data.root={args.data}")
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config, overrides)  # torch is imported only once the recipe is valid
     _check_inputs(cfg, args)
+
+    import torch
+
+    from moose_ros.train import train_stage
+    from moose_ros.train.distributed import cleanup
+
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
