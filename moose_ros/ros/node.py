@@ -34,6 +34,7 @@ from moose_ros.ros import cdr, param_sources
 from moose_ros.ros import conversions as conv
 from moose_ros.ros.declare import declare_model_info, declare_parameters, foreign_overrides
 from moose_ros.ros.diagnostics import CameraStats, build_status
+from moose_ros.ros.model_check import check_model_file
 from moose_ros.ros.params import (
     PARAMETERS,
     NodeConfig,
@@ -87,6 +88,7 @@ class MooseNode(Node):
             from moose_ros.backends import make_backend
 
             self.model_path = _model_path(self.config)
+            check_model_file(self.model_path)
             self.backend = make_backend(self.config.backend, self.model_path, threads=self.config.threads)
             self.score = resolve_score(self.config, self.backend.meta.scores)
         except MooseError as err:
