@@ -50,7 +50,8 @@ setup(
         # ONNX Runtime for CPU (the embedded default). Never together with the `gpu` extra.
         "cpu": ["onnxruntime>=1.18"],
         # TensorRT + CUDA ONNX Runtime (+ torch for CUDA device buffers); never beside the `cpu` extra.
-        "gpu": ["tensorrt>=10", "onnxruntime-gpu>=1.18", "torch==2.14.1"],
+        # TensorRT 10.x and 11.x: the backend's names are checked against the 10.16 and 11.4 bindings.
+        "gpu": ["tensorrt>=10,<12", "onnxruntime-gpu>=1.18", "torch==2.14.1"],
         # venv installs without a ROS distribution.
         "ros": ROS_WHEELS,
         "train": ["torch==2.14.1", "torchvision==0.29.1"],
