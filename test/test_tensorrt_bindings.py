@@ -128,7 +128,8 @@ def _fake_surface(major: int) -> set[str]:
     pending += [(k, object.__getattribute__(fake, k)) for k in ("BuilderFlag", "NetworkDefinitionCreationFlag")]
     pending += [(k, object.__getattribute__(fake, k)) for k in ("TensorIOMode", "ExecutionContextAllocationStrategy")]
     pending += [(k, object.__getattribute__(fake, k)) for k in ("ILayer", "IExecutionContext", "Builder")]
-    pending += [(k, object.__getattribute__(fake, k)) for k in ("OnnxParser", "Runtime")]
+    pending += [(k, object.__getattribute__(fake, k)) for k in ("OnnxParser", "Runtime", "IBuilderConfig")]
+    pending += [(k, object.__getattribute__(fake, k)) for k in ("PreviewFeature",)]
     while pending:
         name, value = pending.pop()
         names.add(name)

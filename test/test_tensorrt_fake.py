@@ -194,6 +194,7 @@ def _build_api(trt: FakeTensorRT, major: int) -> dict:
     NetworkDefinitionCreationFlag = _ApiMeta("NetworkDefinitionCreationFlag", (_Api,), net_flags)
     TensorIOMode = _ApiMeta("TensorIOMode", (_Api,), {"NONE": 0, "INPUT": 1, "OUTPUT": 2})
     Strategy = _ApiMeta("ExecutionContextAllocationStrategy", (_Api,), {"STATIC": 0, "USER_MANAGED": 2})
+    PreviewFeature = _ApiMeta("PreviewFeature", (_Api,), {"RUNTIME_ACTIVATION_RESIZE_10_10": 0})
 
     class ITensor(_Api):
         def __init__(self, name, shape, dtype) -> None:
@@ -305,6 +306,10 @@ def _build_api(trt: FakeTensorRT, major: int) -> dict:
 
         def get_timing_cache(self):
             return None if knobs.get_timing_cache_none else self._timing
+
+        def set_preview_feature(self, feature, enable):
+            name = "RUNTIME_ACTIVATION_RESIZE_10_10" if int(feature) == 0 else str(feature)
+            (self._flags.add if enable else self._flags.discard)(name)
 
         def add_optimization_profile(self, profile):
             self._profiles.append(profile)
@@ -443,6 +448,8 @@ def _build_api(trt: FakeTensorRT, major: int) -> dict:
         "TensorIOMode": TensorIOMode,
         "ExecutionContextAllocationStrategy": Strategy,
         "ILayer": ILayer,
+        "IBuilderConfig": IBuilderConfig,
+        "PreviewFeature": PreviewFeature,
         "IExecutionContext": IExecutionContext,
         "Builder": Builder,
         "OnnxParser": OnnxParser,

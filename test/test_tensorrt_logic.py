@@ -56,12 +56,13 @@ def test_precision_plan_per_version(fake, tmp_path):
         assert "/Cast_1" not in desc["pinned"]  # uint8 output: not a float layer
     else:
         assert backend.precision == "typed" and desc["strongly_typed"] and desc["pinned"] == []
-        assert desc["flags"] == ["TF32"]
+        assert desc["flags"] == ["RUNTIME_ACTIVATION_RESIZE_10_10", "TF32"]
     result = backend.infer(_images(1, 40, 56))
     assert result.labels.shape == (1, 40, 56) and result.labels.dtype == np.uint8
     assert set(result.extra_scores) == {"entropy"} and result.anomaly.dtype == np.float32
     fp32 = _backend(path, cuda, tmp_path, fp16=False)
-    assert fp32.precision == "fp32" and fp32._engine._desc["flags"] == []  # TF32 cleared
+    assert fp32.precision == "fp32" and "TF32" not in fp32._engine._desc["flags"]  # TF32 cleared
+    assert "RUNTIME_ACTIVATION_RESIZE_10_10" in fp32._engine._desc["flags"]  # context memory follows the input
     assert fp32._engine._desc["strongly_typed"]  # both fakes offer STRONGLY_TYPED
     assert len(list((tmp_path / "cache").glob("m-*.engine"))) == 2  # one slot per key: fp16 and fp32 coexist
 

@@ -170,6 +170,8 @@ def build_engine(
         LOG.info("tensorrt: shape profile %s clamped to %s", profile.describe(), used.describe())
     config = builder.create_builder_config()
     _configure_precision(trt, builder, network, config, caps, plan)
+    if caps.user_managed_memory and caps.activation_resize:  # context memory follows the input, not the max
+        config.set_preview_feature(trt.PreviewFeature.RUNTIME_ACTIVATION_RESIZE_10_10, True)
     attach_timing_cache(config, timing_cache)
     opt = builder.create_optimization_profile()
     opt.set_shape("image", (*used.min, 3), (*used.opt, 3), (*used.max, 3))

@@ -46,7 +46,7 @@ TRT_API: tuple[str, ...] = (
     "INPUT", "OUTPUT", "create_execution_context",
     "IExecutionContext", "ExecutionContextAllocationStrategy", "USER_MANAGED", "update_device_memory_size_for_shapes",
     "set_device_memory", "set_input_shape", "get_tensor_shape", "set_tensor_address", "execute_async_v3",
-    "ILayer",
+    "ILayer", "IBuilderConfig", "PreviewFeature", "set_preview_feature", "RUNTIME_ACTIVATION_RESIZE_10_10",
 )  # fmt: skip
 
 #: Names the backend uses only where they exist (TensorRT 10: weakly typed fp16 with precision constraints).
@@ -79,6 +79,8 @@ class Capabilities:
         user_managed_memory: a context can be created without memory
             (``ExecutionContextAllocationStrategy.USER_MANAGED``) and sized to the current shapes
             (``update_device_memory_size_for_shapes``, ``set_device_memory``) instead of the profile's max.
+        activation_resize: ``PreviewFeature.RUNTIME_ACTIVATION_RESIZE_10_10`` can be enabled at build time, so that
+            ``update_device_memory_size_for_shapes`` really shrinks the activation memory for smaller inputs.
     """
 
     version: str
@@ -88,6 +90,7 @@ class Capabilities:
     tf32_flag: bool
     fast_fp16_query: bool
     user_managed_memory: bool
+    activation_resize: bool = False
 
     @classmethod
     def of(cls, trt: Any) -> Capabilities:
@@ -110,6 +113,8 @@ class Capabilities:
             and context is not None
             and hasattr(context, "update_device_memory_size_for_shapes")
             and hasattr(context, "set_device_memory"),
+            activation_resize=hasattr(getattr(trt, "PreviewFeature", None), "RUNTIME_ACTIVATION_RESIZE_10_10")
+            and hasattr(getattr(trt, "IBuilderConfig", None), "set_preview_feature"),
         )
 
 
