@@ -27,11 +27,12 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from moose_ros.errors import ConfigError, MooseError
 from moose_ros.ros import cdr, param_sources
 from moose_ros.ros import conversions as conv
+from moose_ros.ros.camera_info import CameraInfoCache, scale_camera_info
 from moose_ros.ros.declare import declare_model_info, declare_parameters, foreign_overrides
 from moose_ros.ros.diagnostics import CameraStats, build_status
 from moose_ros.ros.model_check import check_model_file
@@ -71,6 +72,8 @@ class _Camera:
         self.publishers: dict[str, Any] = {}
         self.subscriptions: list[Any] = []
         self.pending: tuple[bytes, bool] | None = None  # (serialized message, compressed)
+        self.infos = CameraInfoCache()
+        self.info_publisher: Any = None
 
 
 class MooseNode(Node):
@@ -81,6 +84,7 @@ class MooseNode(Node):
         which params file or ``-p`` set each value; ``kwargs`` go to :class:`rclpy.node.Node`."""
         super().__init__("moose_node", **kwargs)
         self._threshold_logged: set[tuple[str, float, str]] = set()
+        self._logged_once: set[str] = set()
         try:
             values = declare_parameters(self)
             self._report_parameters(values, param_sources.parse_command_line(sys.argv if argv is None else argv))
@@ -106,11 +110,17 @@ class MooseNode(Node):
         )
         in_qos = QoSProfile(depth=self.config.input_depth, history=HistoryPolicy.KEEP_LAST, reliability=reliability)
         out_qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+        # camera_info is small and must not be overwritten before it is matched to its frame: a deeper history.
+        info_qos = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=reliability)
         self.cameras = [_Camera(name) for name in self.config.cameras]
         for cam in self.cameras:
             for key, (suffix, switch) in OUTPUTS.items():
                 if getattr(self.config, switch):
                     cam.publishers[key] = self.create_publisher(Image, f"~/{cam.prefix}{suffix}", out_qos)
+            if self.config.publish_camera_info:
+                cam.info_publisher = self.create_publisher(CameraInfo, f"~/{cam.prefix}camera_info", out_qos)
+                cam.subscriptions.append(
+                    self.create_subscription(CameraInfo, f"{cam.prefix}camera_info", cam.infos.add, info_qos))
             if self.config.input_transport in ("raw", "both"):
                 cam.subscriptions.append(self.create_subscription(
                     Image, f"{cam.prefix}image", lambda m, c=cam: self._on_message(c, m, False), in_qos, raw=True))
@@ -278,8 +288,28 @@ class MooseNode(Node):
                 image, normalize_scores(scores, value_range), alpha=config.overlay_alpha, cmap=colormap(config.colormap)
             )
             wanted["overlay"].publish(cdr.serialize_image(*header, heat))
+        self._publish_camera_info(cam, msg.stamp_ns, header, height, width)
         latency_ms = (self.get_clock().now().nanoseconds - msg.stamp_ns) / 1e6
         cam.stats.on_processed(latency_ms, infer_ms)
+
+    def _publish_camera_info(self, cam: _Camera, stamp_ns: int, header: tuple[int, int, str], height: int,
+                             width: int) -> None:
+        """``~/camera_info`` for this frame: the input camera_info with its stamp (else the newest), scaled to
+        ``height`` x ``width`` and stamped with the outputs' header."""
+        if cam.info_publisher is None or cam.info_publisher.get_subscription_count() == 0:
+            return
+        info, exact = cam.infos.match(stamp_ns)
+        if info is None:
+            return
+        if not exact:
+            self._log_once(f"camera_info:{cam.name}", f"no camera_info with the stamp of a frame on "
+                           f"'{cam.prefix}image'; using the newest one received")
+        cam.info_publisher.publish(scale_camera_info(info, height, width, header[:2], header[2]))
+
+    def _log_once(self, key: str, text: str) -> None:
+        if key not in self._logged_once:
+            self._logged_once.add(key)
+            self.get_logger().info(text)
 
     def _log_rejection(self, cam: _Camera, reason: str, err: Exception, *, trace: bool = False) -> None:
         """One warning per (camera, reason) every ``_LOG_EVERY_S`` seconds, saying how many were suppressed."""

@@ -70,6 +70,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("publish_anomaly", True, "publish ~/anomaly (32FC1 raw score)"),
     ParamSpec("publish_overlay", True, "publish ~/anomaly/overlay (rgb8)"),
     ParamSpec("publish_mask", True, "publish ~/anomaly/mask (mono8 0/255)"),
+    ParamSpec("publish_camera_info", True, "subscribe camera_info, publish ~/camera_info scaled to the output size"),
     ParamSpec("max_pixels", 16_777_216, "reject input images with more pixels than this", 1, 2**31 - 1),
     ParamSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages, (0, 3600]", 0.0, 3600.0),
     ParamSpec("max_drop_ratio", 0.5, "diagnostics WARN when dropped / received over a period exceeds this", 0.0, 1.0),
@@ -107,6 +108,7 @@ class NodeConfig:
     publish_anomaly: bool = True
     publish_overlay: bool = True
     publish_mask: bool = True
+    publish_camera_info: bool = True
     max_pixels: int = 16_777_216
     diagnostics_period: float = 1.0
     max_drop_ratio: float = 0.5
@@ -204,6 +206,7 @@ def _build(values: Mapping[str, Any]) -> NodeConfig:
         publish_anomaly=_bool("publish_anomaly", v["publish_anomaly"]),
         publish_overlay=_bool("publish_overlay", v["publish_overlay"]),
         publish_mask=_bool("publish_mask", v["publish_mask"]),
+        publish_camera_info=_bool("publish_camera_info", v["publish_camera_info"]),
         max_pixels=_int("max_pixels", v["max_pixels"], 1),
         diagnostics_period=_float("diagnostics_period", v["diagnostics_period"], 0.0, 3600.0, open_low=True),
         max_drop_ratio=_float("max_drop_ratio", v["max_drop_ratio"], 0.0, 1.0),
