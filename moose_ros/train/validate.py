@@ -67,8 +67,9 @@ def evaluate_heads(
     The model is put in eval mode (and left there).
 
     Returns:
-        ``{"global_miou", "probe_miou": [K], "probe_mean_miou", "best_probe", "moose_miou", "num_images"}``;
-        mIoU values are floats in [0, 1].
+        ``{"global_miou", "global_iou_per_class": [C], "probe_miou": [K], "probe_mean_miou", "best_probe",
+        "moose_miou", "num_images"}``; IoU values are floats in [0, 1] (per class: nan where a class is absent
+        from both labels and predictions).
     """
     model.eval()
     metrics: dict[str, SegmentationMetrics] = {}
@@ -94,10 +95,12 @@ def evaluate_heads(
             prob_sum.argmax(1).cpu().numpy(), label_np
         )
         n_images += len(images)
-    result = {key: m.compute()["miou"] for key, m in metrics.items()}
+    computed = {key: m.compute() for key, m in metrics.items()}
+    result = {key: c["miou"] for key, c in computed.items()}
     probe = [result[k] for k in sorted((k for k in result if k.startswith("probe")), key=lambda s: int(s[5:]))]
     return {
         "global_miou": result.get("global", float("nan")),
+        "global_iou_per_class": computed["global"]["iou_per_class"] if "global" in computed else [],
         "probe_miou": probe,
         "probe_mean_miou": float(np.mean(probe)) if probe else float("nan"),
         "best_probe": int(np.argmax(probe)) if probe else None,
