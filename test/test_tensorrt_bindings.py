@@ -134,9 +134,9 @@ def _fake_surface(major: int) -> set[str]:
         name, value = pending.pop()
         names.add(name)
         if isinstance(value, type):
-            for member, inner in vars(value).items():
-                if not member.startswith("_"):
-                    pending.append((member, inner))
+            for cls in value.__mro__:
+                if cls.__module__ == "test_tensorrt_fake" and cls.__name__ not in ("_Api",):
+                    pending += [(member, inner) for member, inner in vars(cls).items() if not member.startswith("_")]
     return names
 
 

@@ -125,21 +125,29 @@ class FakeDevice:
 
 
 # ------------------------------------------------------------------------------------------------- fake tensorrt
-class FakeTensorRT(_Api):
-    """``import tensorrt`` as seen by the backend. ``knobs`` inject the failures real TensorRT can produce."""
+class _Knobs:
+    """Failures real TensorRT can produce, switched on by the tests."""
 
-    def __init__(self, cuda: FakeCuda, major: int = 10) -> None:
-        object.__setattr__(self, "_cuda", cuda)
-        object.__setattr__(self, "_major", major)
-        object.__setattr__(self, "knobs", _Knobs())
-        object.__setattr__(self, "calls", [])  # (what, current device)
-        object.__setattr__(self, "__spec__", importlib.machinery.ModuleSpec("tensorrt", None))
-        api = _build_api(self, major)
-        for name, value in api.items():
-            object.__setattr__(self, name, value)
+    def __init__(self) -> None:
+        self.get_timing_cache_none = False
+        self.set_timing_cache_fails = False  # every blob refused
+        self.refuse_nonempty_timing_cache = False  # an old/foreign blob refused, an empty one accepted
+        self.refuse_shapes: set[tuple[int, ...]] = set()
+        self.nan_outputs: set[str] = set()
+        self.parse_fails = False
+        self.builder_raises: Exception | None = None
 
-    def _log_call(self, what: str) -> None:
-        object.__getattribute__(self, "calls").append((what, object.__getattribute__(self, "_cuda").current))
+
+class _State:
+    """What one fake TensorRT shares between its objects: the fake CUDA, the knobs, the call log, the version."""
+
+    def __init__(self, cuda: FakeCuda, major: int) -> None:
+        self.cuda, self.major, self.knobs = cuda, major, _Knobs()
+        self.calls: list[tuple[str, int]] = []  # (TensorRT call, current CUDA device during it)
+        self.flag_names = ["TF32"] if major >= 11 else ["TF32", "FP16", "OBEY_PRECISION_CONSTRAINTS"]
+
+    def log_call(self, what: str) -> None:
+        self.calls.append((what, self.cuda.current))
 
 
 def touched_names() -> set[str]:
@@ -151,311 +159,339 @@ def reset_touched() -> None:
     _Recorder.touched.clear()
 
 
-class _Knobs:
+class DataType(_Api):
+    def __init__(self, name: str) -> None:
+        object.__setattr__(self, "_name", name)
+
+    def __repr__(self) -> str:
+        return f"DataType.{self._name}"
+
+
+FLOAT, HALF, UINT8 = DataType("FLOAT"), DataType("HALF"), DataType("UINT8")
+_NUMPY = {id(FLOAT): np.float32, id(HALF): np.float16, id(UINT8): np.uint8}
+_FROM_ONNX = {TensorProto.FLOAT: FLOAT, TensorProto.FLOAT16: HALF, TensorProto.UINT8: UINT8}
+
+
+def nptype(dtype: DataType) -> type:
+    return _NUMPY[id(dtype)]
+
+
+class ILogger(_Api):
+    class Severity(_Api):
+        INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = 0, 1, 2, 3, 4
+
     def __init__(self) -> None:
-        self.get_timing_cache_none = False
-        self.set_timing_cache_fails = False  # every blob refused
-        self.refuse_nonempty_timing_cache = False  # an old/foreign blob refused, an empty one accepted
-        self.refuse_shapes: set[tuple[int, ...]] = set()
-        self.nan_outputs: set[str] = set()
-        self.parse_fails = False
-        self.builder_raises: Exception | None = None
+        pass
 
 
-def _build_api(trt: FakeTensorRT, major: int) -> dict:
-    cuda: FakeCuda = object.__getattribute__(trt, "_cuda")
-    knobs: _Knobs = object.__getattribute__(trt, "knobs")
+class TensorIOMode(_Api):
+    NONE, INPUT, OUTPUT = 0, 1, 2
 
-    class DataType(_Api):
-        def __init__(self, name: str) -> None:
-            object.__setattr__(self, "_name", name)
 
-        def __repr__(self) -> str:
-            return f"DataType.{self._name}"
+class ExecutionContextAllocationStrategy(_Api):
+    STATIC, USER_MANAGED = 0, 2
 
-    float32, float16, uint8, int64 = DataType("FLOAT"), DataType("HALF"), DataType("UINT8"), DataType("INT64")
-    np_of = {id(float32): np.float32, id(float16): np.float16, id(uint8): np.uint8, id(int64): np.int64}
-    onnx_types = {TensorProto.FLOAT: float32, TensorProto.FLOAT16: float16, TensorProto.UINT8: uint8}
 
-    def nptype(dtype):
-        return np_of[id(dtype)]
+class PreviewFeature(_Api):
+    RUNTIME_ACTIVATION_RESIZE_10_10 = 0
 
-    class ILogger(_Api):
-        class Severity(_Api):
-            INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = 0, 1, 2, 3, 4
 
-        def __init__(self) -> None:
-            pass
+class ITensor(_Api):
+    def __init__(self, name: str, shape, dtype: DataType) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "shape", tuple(shape))
+        object.__setattr__(self, "dtype", dtype)
 
-    flag_names = ["TF32", "FP16", "OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS"]
-    flag_names = flag_names if major < 11 else ["TF32"]
-    BuilderFlag = _ApiMeta("BuilderFlag", (_Api,), {n: i for i, n in enumerate(flag_names)})
-    net_flags = {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1} if major < 11 else {"STRONGLY_TYPED": 1}
-    NetworkDefinitionCreationFlag = _ApiMeta("NetworkDefinitionCreationFlag", (_Api,), net_flags)
-    TensorIOMode = _ApiMeta("TensorIOMode", (_Api,), {"NONE": 0, "INPUT": 1, "OUTPUT": 2})
-    Strategy = _ApiMeta("ExecutionContextAllocationStrategy", (_Api,), {"STATIC": 0, "USER_MANAGED": 2})
-    PreviewFeature = _ApiMeta("PreviewFeature", (_Api,), {"RUNTIME_ACTIVATION_RESIZE_10_10": 0})
 
-    class ITensor(_Api):
-        def __init__(self, name, shape, dtype) -> None:
-            object.__setattr__(self, "name", name)
-            object.__setattr__(self, "shape", tuple(shape))
-            object.__setattr__(self, "dtype", dtype)
-
-    layer_api = {}
-    if major < 11:
-        layer_api = {"precision": None, "set_output_type": lambda self, j, t: self._types.__setitem__(j, t)}
-
-    def layer_init(self, name, outputs) -> None:
+class ILayer(_Api):
+    def __init__(self, name: str, outputs: list[ITensor]) -> None:
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "_outputs", outputs)
         object.__setattr__(self, "_types", {})
         object.__setattr__(self, "num_outputs", len(outputs))
 
-    ILayer = _ApiMeta(
-        "ILayer", (_Api,), {"__init__": layer_init, "get_output": lambda self, j: self._outputs[j], **layer_api}
-    )
+    def get_output(self, index: int) -> ITensor:
+        return self._outputs[index]
 
-    class INetworkDefinition(_Api):
-        def __init__(self, flags: int) -> None:
-            object.__setattr__(self, "_flags", flags)
-            object.__setattr__(self, "_inputs", [])
-            object.__setattr__(self, "_outputs", [])
-            object.__setattr__(self, "_layers", [])
 
-        @property
-        def num_inputs(self):
-            return len(self._inputs)
+class ILayer10(ILayer):
+    """TensorRT 10's layer: per-layer precision constraints (removed in 11)."""
 
-        def get_input(self, i):
-            return self._inputs[i]
+    precision = None
 
-        @property
-        def num_layers(self):
-            return len(self._layers)
+    def set_output_type(self, index: int, dtype: DataType) -> None:
+        self._types[index] = dtype
 
-        def get_layer(self, i):
-            return self._layers[i]
 
-    class OnnxParser(_Api):
-        def __init__(self, network, logger) -> None:
-            object.__setattr__(self, "_network", network)
-            object.__setattr__(self, "_errors", [])
+class INetworkDefinition(_Api):
+    def __init__(self, flags: int) -> None:
+        object.__setattr__(self, "_flags", flags)
+        object.__setattr__(self, "_inputs", [])
+        object.__setattr__(self, "_outputs", [])
+        object.__setattr__(self, "_layers", [])
 
-        def parse_from_file(self, path):
-            if knobs.parse_fails:
-                self._errors.append("fake parser: unsupported operator")
-                return False
-            graph = onnx.load(path).graph
-            net = self._network
+    @property
+    def num_inputs(self) -> int:
+        return len(self._inputs)
 
-            def dims(value_info):
-                return [d.dim_value if d.HasField("dim_value") else -1 for d in value_info.type.tensor_type.shape.dim]
+    def get_input(self, index: int) -> ITensor:
+        return self._inputs[index]
 
-            for vi in graph.input:
-                net._inputs.append(ITensor(vi.name, dims(vi), onnx_types[vi.type.tensor_type.elem_type]))
-            for vi in graph.output:
-                net._outputs.append(ITensor(vi.name, dims(vi), onnx_types[vi.type.tensor_type.elem_type]))
-            for node in graph.node:
-                outs = [ITensor(o, [], uint8 if o == "labels" else float32) for o in node.output]
-                net._layers.append(ILayer(node.name, outs))
-            return True
+    @property
+    def num_layers(self) -> int:
+        return len(self._layers)
 
-        @property
-        def num_errors(self):
-            return len(self._errors)
+    def get_layer(self, index: int) -> ILayer:
+        return self._layers[index]
 
-        def get_error(self, i):
-            return self._errors[i]
 
-    class ITimingCache(_Api):
-        def __init__(self, blob: bytes) -> None:
-            object.__setattr__(self, "_blob", bytes(blob))
+def _dims(value_info) -> list[int]:
+    return [d.dim_value if d.HasField("dim_value") else -1 for d in value_info.type.tensor_type.shape.dim]
 
-        def serialize(self):
-            return memoryview(self._blob + b"|timing")
 
-    class IOptimizationProfile(_Api):
-        def __init__(self) -> None:
-            object.__setattr__(self, "_shapes", {})
+class OnnxParser(_Api):
+    """Reads the real ONNX file: inputs/outputs with their dims, one layer per node named after it."""
 
-        def set_shape(self, name, lo, opt, hi):
-            self._shapes[name] = (tuple(lo), tuple(opt), tuple(hi))
+    _state: _State
 
-    class IBuilderConfig(_Api):
-        def __init__(self) -> None:
-            object.__setattr__(self, "_flags", set())
-            object.__setattr__(self, "_timing", None)
-            object.__setattr__(self, "_profiles", [])
-            self._flags.add("TF32")  # on by default, as in TensorRT
+    def __init__(self, network: INetworkDefinition, logger) -> None:
+        object.__setattr__(self, "_network", network)
+        object.__setattr__(self, "_errors", [])
 
-        def set_flag(self, flag):
-            self._flags.add(flag_names[int(flag)])
+    def parse_from_file(self, path: str) -> bool:
+        if self._state.knobs.parse_fails:
+            self._errors.append("fake parser: unsupported operator")
+            return False
+        graph, net = onnx.load(path).graph, self._network
+        layer_type = ILayer10 if self._state.major < 11 else ILayer
+        for source, target in ((graph.input, net._inputs), (graph.output, net._outputs)):
+            target.extend(ITensor(v.name, _dims(v), _FROM_ONNX[v.type.tensor_type.elem_type]) for v in source)
+        for node in graph.node:
+            outputs = [ITensor(o, [], UINT8 if o == "labels" else FLOAT) for o in node.output]
+            net._layers.append(layer_type(node.name, outputs))
+        return True
 
-        def clear_flag(self, flag):
-            self._flags.discard(flag_names[int(flag)])
+    @property
+    def num_errors(self) -> int:
+        return len(self._errors)
 
-        def create_timing_cache(self, blob):
-            return ITimingCache(blob)
+    def get_error(self, index: int) -> str:
+        return self._errors[index]
 
-        def set_timing_cache(self, cache, ignore_mismatch):
-            if knobs.set_timing_cache_fails or (knobs.refuse_nonempty_timing_cache and cache._blob):
-                return False
-            object.__setattr__(self, "_timing", cache)
-            return True
 
-        def get_timing_cache(self):
-            return None if knobs.get_timing_cache_none else self._timing
+class ITimingCache(_Api):
+    def __init__(self, blob: bytes) -> None:
+        object.__setattr__(self, "_blob", bytes(blob))
 
-        def set_preview_feature(self, feature, enable):
-            name = "RUNTIME_ACTIVATION_RESIZE_10_10" if int(feature) == 0 else str(feature)
-            (self._flags.add if enable else self._flags.discard)(name)
+    def serialize(self) -> memoryview:
+        return memoryview(self._blob + b"|timing")
 
-        def add_optimization_profile(self, profile):
-            self._profiles.append(profile)
-            return len(self._profiles) - 1
 
-    class Builder(_Api):
-        def __init__(self, logger) -> None:
-            trt._log_call("Builder")
-            object.__setattr__(self, "_logger", logger)
+class IOptimizationProfile(_Api):
+    def __init__(self) -> None:
+        object.__setattr__(self, "_shapes", {})
 
-        def create_network(self, flags):
-            return INetworkDefinition(int(flags))
+    def set_shape(self, name: str, low, opt, high) -> None:
+        self._shapes[name] = (tuple(low), tuple(opt), tuple(high))
 
-        def create_builder_config(self):
-            return IBuilderConfig()
 
-        def create_optimization_profile(self):
-            return IOptimizationProfile()
+class IBuilderConfig(_Api):
+    def __init__(self, state: _State) -> None:
+        object.__setattr__(self, "_state", state)
+        object.__setattr__(self, "_flags", {"TF32"})  # on by default, as in TensorRT
+        object.__setattr__(self, "_timing", None)
+        object.__setattr__(self, "_profiles", [])
 
-        def build_serialized_network(self, network, config):
-            trt._log_call("build_serialized_network")
-            if knobs.builder_raises is not None:
-                raise knobs.builder_raises
-            lo, opt, hi = config._profiles[0]._shapes["image"]
-            static = network.get_input(0).shape
-            for axis, size in enumerate(static):
-                if size > 0 and not lo[axis] == opt[axis] == hi[axis] == size:
-                    self._logger.log(ILogger.Severity.ERROR, f"profile disagrees with static dim {axis}={size}")
-                    return None
-            pinned = [layer.name for layer in network._layers if layer._types]
-            desc = {
-                "profile": [lo, opt, hi],
-                "flags": sorted(config._flags),
-                "strongly_typed": bool(network._flags & (1 << 1)),
-                "pinned": pinned,
-                "outputs": [(t.name, list(t.shape)) for t in network._outputs],
-                "device": cuda.current,
-            }
-            return memoryview(ENGINE_MAGIC + json.dumps(desc).encode())
+    def set_flag(self, flag: int) -> None:
+        self._flags.add(self._state.flag_names[int(flag)])
 
-    if major < 11:
-        Builder.platform_has_fast_fp16 = True
+    def clear_flag(self, flag: int) -> None:
+        self._flags.discard(self._state.flag_names[int(flag)])
 
-    class IExecutionContext(_Api):
-        def __init__(self, engine, strategy) -> None:
-            trt._log_call("create_execution_context")
-            object.__setattr__(self, "_engine", engine)
-            object.__setattr__(self, "_shape", None)
-            object.__setattr__(self, "_addresses", {})
-            object.__setattr__(self, "_strategy", strategy)
-            object.__setattr__(self, "_scratch", None)
+    def set_preview_feature(self, feature: int, enable: bool) -> None:
+        (self._flags.add if enable else self._flags.discard)("RUNTIME_ACTIVATION_RESIZE_10_10")
 
-        def set_input_shape(self, name, shape):
-            lo, _, hi = self._engine._desc["profile"]
-            inside = all(a <= v <= b for a, v, b in zip(lo, shape, hi, strict=True))
-            ok = inside and tuple(shape) not in knobs.refuse_shapes
-            if ok:
-                object.__setattr__(self, "_shape", tuple(shape))
-            return ok
+    def create_timing_cache(self, blob: bytes) -> ITimingCache:
+        return ITimingCache(blob)
 
-        def get_tensor_shape(self, name):
-            if name == "image":
-                return self._shape
-            out = dict(self._engine._outputs)[name]
-            n, h, w = self._shape[:3]
-            return (n, out[1] if out[1] > 0 else h, out[2] if out[2] > 0 else w)
+    def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
+        knobs = self._state.knobs
+        if knobs.set_timing_cache_fails or (knobs.refuse_nonempty_timing_cache and cache._blob):
+            return False
+        object.__setattr__(self, "_timing", cache)
+        return True
 
-        def update_device_memory_size_for_shapes(self):
-            n, h, w, _ = self._shape
-            return n * h * w * 16
+    def get_timing_cache(self) -> ITimingCache | None:
+        return None if self._state.knobs.get_timing_cache_none else self._timing
 
-        def set_device_memory(self, address, size):
-            object.__setattr__(self, "_scratch", (address, size))
+    def add_optimization_profile(self, profile: IOptimizationProfile) -> int:
+        self._profiles.append(profile)
+        return len(self._profiles) - 1
 
-        def set_tensor_address(self, name, address):
-            self._addresses[name] = address
-            return True
 
-        def execute_async_v3(self, stream):
-            trt._log_call("execute_async_v3")
-            if self._strategy == 2:  # USER_MANAGED
-                cuda.resolve(self._scratch[0])
-            image = cuda.resolve(self._addresses["image"]).astype(np.float32)
-            for name, _ in self._engine._outputs:
-                out = cuda.resolve(self._addresses[name])
-                h, w = out.shape[1:]
-                small = image[:, :h, :w].mean(-1)
-                value = small.astype(out.dtype) if out.dtype == np.uint8 else small / 255.0 - 0.5
-                out[...] = value
-                if name in knobs.nan_outputs:
-                    out.flat[0] = np.nan
-            return True
+class Builder(_Api):
+    """Builds a 'serialised engine': magic + JSON describing what the build was asked for."""
 
-    class ICudaEngine(_Api):
-        def __init__(self, desc) -> None:
-            object.__setattr__(self, "_desc", desc)
-            object.__setattr__(self, "_outputs", [(n, s) for n, s in desc["outputs"]])
-            object.__setattr__(self, "_names", ["image"] + [n for n, _ in desc["outputs"]])
+    _state: _State
 
-        @property
-        def num_io_tensors(self):
-            return len(self._names)
+    def __init__(self, logger) -> None:
+        self._state.log_call("Builder")
+        object.__setattr__(self, "_logger", logger)
 
-        def get_tensor_name(self, i):
-            return self._names[i]
+    def create_network(self, flags: int) -> INetworkDefinition:
+        return INetworkDefinition(int(flags))
 
-        def get_tensor_mode(self, name):
-            return TensorIOMode.INPUT if name == "image" else TensorIOMode.OUTPUT
+    def create_builder_config(self) -> IBuilderConfig:
+        return IBuilderConfig(self._state)
 
-        def get_tensor_dtype(self, name):
-            return uint8 if name in ("image", "labels") else float32
+    def create_optimization_profile(self) -> IOptimizationProfile:
+        return IOptimizationProfile()
 
-        def create_execution_context(self, strategy=0):
-            return IExecutionContext(self, strategy)
-
-    class Runtime(_Api):
-        def __init__(self, logger) -> None:
-            trt._log_call("Runtime")
-
-        def deserialize_cuda_engine(self, data):
-            trt._log_call("deserialize_cuda_engine")
-            data = bytes(data)
-            if not data.startswith(ENGINE_MAGIC):
+    def build_serialized_network(self, network: INetworkDefinition, config: IBuilderConfig):
+        self._state.log_call("build_serialized_network")
+        if self._state.knobs.builder_raises is not None:
+            raise self._state.knobs.builder_raises
+        low, opt, high = config._profiles[0]._shapes["image"]
+        for axis, size in enumerate(network._inputs[0].shape):  # TensorRT rejects a profile off a static dim
+            if size > 0 and not low[axis] == opt[axis] == high[axis] == size:
+                self._logger.log(ILogger.Severity.ERROR, f"profile disagrees with static dim {axis}={size}")
                 return None
-            return ICudaEngine(json.loads(data[len(ENGINE_MAGIC) :]))
+        desc = {
+            "profile": [low, opt, high],
+            "flags": sorted(config._flags),
+            "strongly_typed": bool(network._flags & (1 << 1)),
+            "pinned": [layer.name for layer in network._layers if layer._types],
+            "outputs": [(t.name, list(t.shape)) for t in network._outputs],
+            "device": self._state.cuda.current,
+        }
+        return memoryview(ENGINE_MAGIC + json.dumps(desc).encode())
 
-    version = "10.16.1.11" if major < 11 else "11.4.0.106"
-    api = {
-        "__version__": version,
-        "nptype": nptype,
-        "float32": float32,
-        "float16": float16,
-        "ILogger": ILogger,
-        "BuilderFlag": BuilderFlag,
-        "NetworkDefinitionCreationFlag": NetworkDefinitionCreationFlag,
-        "TensorIOMode": TensorIOMode,
-        "ExecutionContextAllocationStrategy": Strategy,
-        "ILayer": ILayer,
-        "IBuilderConfig": IBuilderConfig,
-        "PreviewFeature": PreviewFeature,
-        "IExecutionContext": IExecutionContext,
-        "Builder": Builder,
-        "OnnxParser": OnnxParser,
-        "Runtime": Runtime,
-    }
-    return api
+
+class Builder10(Builder):
+    platform_has_fast_fp16 = True
+
+
+class IExecutionContext(_Api):
+    """Runs the fake engine: outputs = mean over RGB of the top-left [H', W'] of the input (labels as uint8)."""
+
+    def __init__(self, state: _State, engine: ICudaEngine, strategy: int) -> None:
+        state.log_call("create_execution_context")
+        for name, value in (("_state", state), ("_engine", engine), ("_strategy", strategy)):
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_shape", None)
+        object.__setattr__(self, "_addresses", {})
+        object.__setattr__(self, "_scratch", None)
+
+    def set_input_shape(self, name: str, shape) -> bool:
+        low, _, high = self._engine._desc["profile"]
+        inside = all(a <= v <= b for a, v, b in zip(low, shape, high, strict=True))
+        ok = inside and tuple(shape) not in self._state.knobs.refuse_shapes
+        if ok:
+            object.__setattr__(self, "_shape", tuple(shape))
+        return ok
+
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        if name == "image":
+            return self._shape
+        out = dict(self._engine._outputs)[name]
+        n, h, w = self._shape[:3]
+        return (n, out[1] if out[1] > 0 else h, out[2] if out[2] > 0 else w)
+
+    def update_device_memory_size_for_shapes(self) -> int:
+        n, h, w, _ = self._shape
+        return n * h * w * 16
+
+    def set_device_memory(self, address: int, size: int) -> None:
+        object.__setattr__(self, "_scratch", (address, size))
+
+    def set_tensor_address(self, name: str, address: int) -> bool:
+        self._addresses[name] = address
+        return True
+
+    def execute_async_v3(self, stream: int) -> bool:
+        state = self._state
+        state.log_call("execute_async_v3")
+        if self._strategy == ExecutionContextAllocationStrategy.USER_MANAGED:
+            state.cuda.resolve(self._scratch[0])
+        image = state.cuda.resolve(self._addresses["image"]).astype(np.float32)
+        for name, _ in self._engine._outputs:
+            out = state.cuda.resolve(self._addresses[name])
+            mean = image[:, : out.shape[1], : out.shape[2]].mean(-1)
+            out[...] = mean.astype(out.dtype) if out.dtype == np.uint8 else mean / 255.0 - 0.5
+            if name in state.knobs.nan_outputs:
+                out.flat[0] = np.nan
+        return True
+
+
+class ICudaEngine(_Api):
+    def __init__(self, state: _State, desc: dict) -> None:
+        object.__setattr__(self, "_state", state)
+        object.__setattr__(self, "_desc", desc)
+        object.__setattr__(self, "_outputs", [(n, s) for n, s in desc["outputs"]])
+        object.__setattr__(self, "_names", ["image"] + [n for n, _ in desc["outputs"]])
+
+    @property
+    def num_io_tensors(self) -> int:
+        return len(self._names)
+
+    def get_tensor_name(self, index: int) -> str:
+        return self._names[index]
+
+    def get_tensor_mode(self, name: str) -> int:
+        return TensorIOMode.INPUT if name == "image" else TensorIOMode.OUTPUT
+
+    def get_tensor_dtype(self, name: str) -> DataType:
+        return UINT8 if name in ("image", "labels") else FLOAT
+
+    def create_execution_context(self, strategy: int = 0) -> IExecutionContext:
+        return IExecutionContext(self._state, self, strategy)
+
+
+class Runtime(_Api):
+    _state: _State
+
+    def __init__(self, logger) -> None:
+        self._state.log_call("Runtime")
+
+    def deserialize_cuda_engine(self, data) -> ICudaEngine | None:
+        self._state.log_call("deserialize_cuda_engine")
+        data = bytes(data)
+        if not data.startswith(ENGINE_MAGIC):
+            return None
+        return ICudaEngine(self._state, json.loads(data[len(ENGINE_MAGIC) :]))
+
+
+class FakeTensorRT(_Api):
+    """``import tensorrt`` as seen by the backend. ``knobs`` inject failures; ``calls`` logs (call, device)."""
+
+    def __init__(self, cuda: FakeCuda, major: int = 10) -> None:
+        state = _State(cuda, major)
+        old = major < 11
+        flags = _ApiMeta("BuilderFlag", (_Api,), {n: i for i, n in enumerate(state.flag_names)})
+        net_flags = {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1} if old else {"STRONGLY_TYPED": 1}
+        api = {
+            "__version__": "10.16.1.11" if old else "11.4.0.106",
+            "__spec__": importlib.machinery.ModuleSpec("tensorrt", None),
+            "knobs": state.knobs,
+            "calls": state.calls,
+            "nptype": nptype,
+            "float32": FLOAT,
+            "float16": HALF,
+            "ILogger": ILogger,
+            "BuilderFlag": flags,
+            "NetworkDefinitionCreationFlag": _ApiMeta("NetworkDefinitionCreationFlag", (_Api,), net_flags),
+            "TensorIOMode": TensorIOMode,
+            "ExecutionContextAllocationStrategy": ExecutionContextAllocationStrategy,
+            "PreviewFeature": PreviewFeature,
+            "ILayer": ILayer10 if old else ILayer,
+            "IBuilderConfig": IBuilderConfig,
+            "IExecutionContext": IExecutionContext,
+            "Builder": _ApiMeta("Builder", (Builder10 if old else Builder,), {"_state": state}),
+            "OnnxParser": _ApiMeta("OnnxParser", (OnnxParser,), {"_state": state}),
+            "Runtime": _ApiMeta("Runtime", (Runtime,), {"_state": state}),
+        }
+        for name, value in api.items():
+            object.__setattr__(self, name, value)
 
 
 # ------------------------------------------------------------------------------------------------ tiny ONNX graphs
