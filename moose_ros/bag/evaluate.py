@@ -31,7 +31,7 @@ from moose_ros.bag.messages import COMPRESSED_TYPE
 from moose_ros.bag.reader import inspect_bag, iter_frames
 from moose_ros.bag.topics import topic_name_problem
 from moose_ros.errors import ConfigError, DatasetError, MooseError
-from moose_ros.eval.outputs import check_report_dir
+from moose_ros.outputs import check_report_dir
 
 __all__ = [
     "BagEvalResult",

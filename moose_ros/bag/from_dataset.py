@@ -35,7 +35,7 @@ from moose_ros.bag.messages import (
 )
 from moose_ros.bag.topics import check_topic_name
 from moose_ros.errors import ConfigError, DatasetError
-from moose_ros.eval.outputs import check_new_dir, staged_dir
+from moose_ros.outputs import check_new_dir, staged_dir
 
 __all__ = [
     "DEFAULT_START_NS",

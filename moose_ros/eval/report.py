@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from moose_ros.eval.outputs import check_report_dir, staged_dir
+from moose_ros.outputs import check_report_dir, staged_dir
 
 __all__ = ["jsonable", "write_report"]
 
@@ -232,7 +232,7 @@ def write_report(
 
     The report is built in a temporary directory beside ``out_dir`` and renamed into place when complete; an
     earlier report in ``out_dir`` is replaced whole (no stale gallery image stays), a directory holding other files
-    is refused (:func:`moose_ros.eval.outputs.check_report_dir`). ``include`` maps sub-directory names of the report
+    is refused (:func:`moose_ros.outputs.check_report_dir`). ``include`` maps sub-directory names of the report
     (e.g. ``"logs"``) to directories moved into it before the rename; ``option`` names ``out_dir`` in errors.
     """
     out = check_report_dir(out_dir, option)

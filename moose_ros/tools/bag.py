@@ -138,7 +138,7 @@ def _run_from_dataset(args: argparse.Namespace) -> int:
     from moose_ros.bag.topics import check_topic_name
     from moose_ros.data import open_dataset
     from moose_ros.errors import ConfigError
-    from moose_ros.eval.outputs import check_new_dir
+    from moose_ros.outputs import check_new_dir
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}")
@@ -171,9 +171,8 @@ def _run_from_dataset(args: argparse.Namespace) -> int:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from moose_ros.bag.evaluate import ReplayOptions, check_node_model, evaluate_bag, format_summary
     from moose_ros.bag.topics import check_topic_name
-    from moose_ros.eval.outputs import check_report_dir
+    from moose_ros.outputs import check_report_dir
     from moose_ros.resources import bundled_model_path
 
     check_report_dir(args.out, "--out")
@@ -181,6 +180,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         if topic is not None:
             check_topic_name(topic, option)
     model = args.model if args.model is not None else bundled_model_path()
+    from moose_ros.bag.evaluate import ReplayOptions, check_node_model, evaluate_bag, format_summary
+
     check_node_model(model)
     options = ReplayOptions(
         max_speed=args.max_speed,

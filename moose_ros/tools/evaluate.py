@@ -71,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "in memory with the pooled protocol",
     )
     parser.add_argument("--bins", type=int, default=1 << 17, help="histogram bins (even; default 131072)")
-    parser.add_argument("--score-resolution", choices=("feature", "full"), default="feature")
+    parser.add_argument("--score-resolution", choices=("input", "feature", "full"), default="input")
     parser.add_argument("--input-size", default="native", help="HxW resize before the network, native or checkpoint")
     parser.add_argument("--device", default="cpu", help="torch device for checkpoints (cpu, cuda)")
     parser.add_argument("--backend", default="onnxruntime-cpu", help="backend for ONNX graphs (make_backend name)")
@@ -150,7 +150,7 @@ def _open(args: argparse.Namespace) -> Any:
 
 def _check_options(args: argparse.Namespace) -> None:
     """Raise :class:`ConfigError` for an option out of range, before any file is read or written."""
-    from moose_ros.eval.outputs import check_report_dir
+    from moose_ros.outputs import check_report_dir
 
     for option, value, minimum in (("--limit", args.limit, 1), ("--gallery", args.gallery, 0),
                                    ("--threads", args.threads, 1), ("--bins", args.bins, 2)):
@@ -164,9 +164,9 @@ def _check_options(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, write the report and print the main table."""
+    _check_options(args)
     from moose_ros.eval import evaluate_ood, write_report
 
-    _check_options(args)
     t0 = time.perf_counter()
     dataset = _open(args)
     scorer, model_info = _make_scorer(args)

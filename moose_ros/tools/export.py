@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from moose_ros.scoring import SCORE_NAMES
+from moose_ros.scoring import GRAPH_SCORES
 from moose_ros.sizes import parse_size
 
 __all__ = ["HELP", "add_arguments", "run"]
@@ -26,10 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--score",
         action="append",
-        choices=SCORE_NAMES,
+        choices=GRAPH_SCORES,
         default=None,
         help="anomaly score to bake in (repeatable; the first is output 'anomaly', the others "
-        "'anomaly_<name>'; default max_logit)",
+        "'anomaly_<name>'; default max_logit; sml needs `moose calibrate` first)",
     )
     parser.add_argument(
         "--input-size",
@@ -40,10 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-size", default=None, help="HxW of the outputs (default: the input image size)")
     parser.add_argument(
         "--score-resolution",
-        choices=("feature", "full"),
-        default="feature",
-        help="softmax-based scores at feature resolution then upsampled (feature, fast) or on upsampled "
-        "logits of every head (full, exact); max_logit is exact either way",
+        choices=("input", "feature", "full"),
+        default="input",
+        help="where labels and scores are computed before single-channel maps are upsampled: at the network "
+        "input size (input, default), at feature resolution (feature, fastest) or at the output size (full, "
+        "exact, slow at camera sizes)",
     )
     parser.add_argument("--heads", choices=("moose", "global"), default="moose", help="moose (default) or global only")
     parser.add_argument("--static-batch", action="store_true", help="fix N = 1 (default: dynamic batch)")
@@ -53,12 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Export and print a one-line summary."""
     from moose_ros.errors import ConfigError
-    from moose_ros.eval.outputs import check_output_file
-    from moose_ros.export import export_onnx
+    from moose_ros.outputs import check_output_file
 
     check_output_file(args.output, "-o")
     if not args.checkpoint.is_file():
         raise ConfigError(f"checkpoint {args.checkpoint} is not a file")
+    from moose_ros.export import export_onnx  # torch: only once the paths are known to be usable
     input_size: tuple[int, int] | str | None
     if args.input_size == "native":
         input_size = None

@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _check_options(args: argparse.Namespace) -> None:
     """Raise :class:`ConfigError` for an option out of range or an unusable path, before any work starts."""
     from moose_ros.errors import ConfigError
-    from moose_ros.eval.outputs import check_output_dir
+    from moose_ros.outputs import check_output_dir
 
     for option, value in (("--halt-at", args.halt_at), ("--threads", args.threads)):
         if value is not None and value < 1:
