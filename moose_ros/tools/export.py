@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from moose_ros.scoring import GRAPH_SCORES
+from moose_ros.scoring import SCORE_NAMES
 from moose_ros.sizes import parse_size
 
 __all__ = ["HELP", "add_arguments", "run"]
@@ -26,10 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--score",
         action="append",
-        choices=GRAPH_SCORES,
+        choices=SCORE_NAMES,
         default=None,
         help="anomaly score to bake in (repeatable; the first is output 'anomaly', the others "
-        "'anomaly_<name>'; default max_logit; sml needs `moose calibrate` first)",
+        "'anomaly_<name>'; default max_logit)",
     )
     parser.add_argument(
         "--input-size",
@@ -40,11 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-size", default=None, help="HxW of the outputs (default: the input image size)")
     parser.add_argument(
         "--score-resolution",
-        choices=("input", "feature", "full"),
-        default="input",
-        help="where labels and scores are computed before single-channel maps are upsampled: at the network "
-        "input size (input, default), at feature resolution (feature, fastest) or at the output size (full, "
-        "exact, slow at camera sizes)",
+        choices=("feature", "full"),
+        default="feature",
+        help="softmax-based scores at feature resolution then upsampled (feature, fast) or on upsampled "
+        "logits of every head (full, exact); max_logit is exact either way",
     )
     parser.add_argument("--heads", choices=("moose", "global"), default="moose", help="moose (default) or global only")
     parser.add_argument("--static-batch", action="store_true", help="fix N = 1 (default: dynamic batch)")
