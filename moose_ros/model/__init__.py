@@ -17,6 +17,7 @@ from moose_ros.model.builders import (
     ARCHITECTURES,
     build_model,
     default_model_kwargs,
+    load_checkpoint,
     moose_deeplabv3_mobilenet_v3_large,
     moose_deeplabv3_resnet18,
     moose_deeplabv3_resnet50,
@@ -29,7 +30,6 @@ from moose_ros.model.builders import (
 from moose_ros.model.checkpoint import (
     CheckpointMeta,
     TorchvisionLoadReport,
-    load_checkpoint,
     load_torchvision_state_dict,
     read_checkpoint,
     save_checkpoint,

@@ -28,6 +28,7 @@ __all__ = [
     "build_from_loaded",
     "build_model",
     "default_model_kwargs",
+    "load_checkpoint",
     "moose_deeplabv3_mobilenet_v3_large",
     "moose_deeplabv3_resnet18",
     "moose_deeplabv3_resnet50",
@@ -421,3 +422,23 @@ for _builder in (moose_deeplabv3_resnet18, moose_deeplabv3_resnet50, moose_deepl
                  moose_pspnet_resnet50, moose_pspnet_resnet101):
     _builder.__doc__ = (_builder.__doc__ or "") + _ARGS_DOC
 del _builder
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], map_location: Any = "cpu", *, freeze_trunk: bool = False
+) -> tuple[MooseSegmentationModel, CheckpointMeta]:
+    """Rebuild the network a checkpoint describes and load its weights (strictly).
+
+    Args:
+        path: file written by :func:`save_checkpoint`.
+        map_location: as ``torch.load``; a device string or ``torch.device`` also moves the model there.
+        freeze_trunk: call ``train_probes_only()`` on the result.
+
+    Returns:
+        ``(model, meta)``; the model is in eval mode and carries ``model.checkpoint_meta = meta``.
+    """
+    state, meta = read_checkpoint(path, map_location)
+    model = build_from_loaded(meta.architecture, {}, state, meta, source=str(path), freeze_trunk=freeze_trunk)
+    if isinstance(map_location, (str, torch.device)):
+        model.to(map_location)
+    return model, meta

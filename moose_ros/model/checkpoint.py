@@ -33,7 +33,6 @@ __all__ = [
     "IMAGENET_STD",
     "CheckpointMeta",
     "TorchvisionLoadReport",
-    "load_checkpoint",
     "load_torchvision_state_dict",
     "read_checkpoint",
     "save_checkpoint",
@@ -247,28 +246,6 @@ def read_checkpoint(
     if not isinstance(state, dict) or not isinstance(meta_text, str):
         raise CheckpointError(f"{path}: checkpoint lacks 'state_dict' (dict) or 'meta' (JSON string)")
     return state, CheckpointMeta.from_json(meta_text, source=str(path))
-
-
-def load_checkpoint(
-    path: str | os.PathLike[str], map_location: Any = "cpu", *, freeze_trunk: bool = False
-) -> tuple[MooseSegmentationModel, CheckpointMeta]:
-    """Rebuild the network a checkpoint describes and load its weights (strictly).
-
-    Args:
-        path: file written by :func:`save_checkpoint`.
-        map_location: as ``torch.load``; a device string or ``torch.device`` also moves the model there.
-        freeze_trunk: call ``train_probes_only()`` on the result.
-
-    Returns:
-        ``(model, meta)``; the model is in eval mode and carries ``model.checkpoint_meta = meta``.
-    """
-    from moose_ros.model.builders import build_from_loaded
-
-    state, meta = read_checkpoint(path, map_location)
-    model = build_from_loaded(meta.architecture, {}, state, meta, source=str(path), freeze_trunk=freeze_trunk)
-    if isinstance(map_location, (str, torch.device)):
-        model.to(map_location)
-    return model, meta
 
 
 class TorchvisionLoadReport(NamedTuple):
