@@ -10,7 +10,16 @@ For each architecture a MOoSe network with random weights is built and exported 
   shared preprocessing, mean logits, one post-processing like MOoSe's, max-logit) — the paper's deep-ensemble
   baseline (M = 5), implemented as efficiently as MOoSe;
 - ``ensemble_sessions``: the global graph run M times in a row (M separate pipelines, as M deployed models would
-  run; weights do not change latency, so the same global session is reused; no host-side aggregation counted).
+  run; weights do not change latency, so the same global session is reused; no host-side aggregation counted);
+- ``moose_exact``: MOoSe with every output computed at the output size (``score_resolution="full"``, the exact
+  reference of the fast post-processing);
+- ``moose_before``: MOoSe built by the fused-graph module of an earlier commit (``baseline_rev``, read with
+  ``git show``): the graph the post-processing rework is measured against, timed in the same run.
+
+With ``checkpoint`` set, a trained checkpoint is benchmarked instead of random architectures (its training input
+size unless ``input_size`` says otherwise), every variant with the same ``scores``. With ``profile`` set, ONNX
+Runtime's profiler splits each ORT CPU graph's kernel time into convolutions, the network and the pre/post-
+processing (:func:`moose_ros.export.profile.profile_graph`).
 
 Latencies are wall-clock ``Backend.infer`` times on uint8 [1, H, W, 3] images; the variants are run interleaved
 (round-robin, rotating order) so machine load affects all of them alike and the ratios come from the same run.
@@ -50,13 +59,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "moose_entropy_full": {"heads": "moose", "scores": ("entropy",), "score_resolution": "full"},
     "ensemble": {"scores": ("max_logit",)},
     "ensemble_sessions": {},
+    "moose_exact": {"heads": "moose", "scores": ("max_logit",), "score_resolution": "full"},
+    "moose_before": {"heads": "moose", "scores": ("max_logit",)},
 }
+#: Default variants (the two of the post-processing comparison are opt-in).
+DEFAULT_VARIANTS = ("global", "moose", "moose_entropy_feature", "moose_entropy_full", "ensemble", "ensemble_sessions")
 #: (ratio name, numerator, denominator)
 RATIOS = (
     ("moose/global", "moose", "global"),
     ("ensemble/moose", "ensemble", "moose"),
     ("ensemble_sessions/moose", "ensemble_sessions", "moose"),
     ("entropy full/feature", "moose_entropy_full", "moose_entropy_feature"),
+    ("before/moose", "moose_before", "moose"),
+    ("exact/moose", "moose_exact", "moose"),
 )
 #: Targets on the ONNX Runtime CPU backend: (ratio, architecture or "*", comparison, bound)
 TARGETS = (
@@ -64,7 +79,11 @@ TARGETS = (
     ("moose/global", LIGHT_ARCH, "<=", 1.15),
     ("ensemble/moose", "*", ">=", 4.5),
     ("ensemble_sessions/moose", "*", ">=", 4.5),
+    ("moose/global", "checkpoint", "<=", 1.10),
+    ("before/moose", "checkpoint@1024x2048", ">=", 2.5),
 )
+#: Share of the MOoSe graph's kernel time in Conv kernels (ORT profiler), checkpoint runs.
+CONV_SHARE_TARGET = 0.60
 
 
 @dataclass
@@ -74,7 +93,7 @@ class BenchConfig:
     archs: tuple[str, ...] = (LIGHT_ARCH, "deeplabv3_resnet50")
     sizes: tuple[tuple[int, int], ...] = ((480, 640), (720, 1280), (1024, 2048))
     backends: tuple[str, ...] | None = None  # None: every available ONNX backend
-    variants: tuple[str, ...] = tuple(VARIANTS)
+    variants: tuple[str, ...] = DEFAULT_VARIANTS
     repeats: int = 5
     warmup: int = 1
     threads: int | None = None
@@ -83,6 +102,12 @@ class BenchConfig:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     workdir: Path | None = None
     seed: int = 0
+    checkpoint: Path | None = None
+    input_size: tuple[int, int] | None = None
+    scores: tuple[str, ...] | None = None
+    baseline_rev: str = "79fad82"
+    profile: bool = False
+    profile_runs: int = 2
 
     def __post_init__(self) -> None:
         unknown = [v for v in self.variants if v not in VARIANTS]
@@ -98,33 +123,83 @@ def _params(module: Any) -> int:
     return int(sum(p.numel() for p in module.parameters()))
 
 
-def _export_variants(config: BenchConfig, arch: str, folder: Path) -> tuple[dict[str, Any], dict[str, int]]:
-    """Export every variant of ``arch``; returns ({variant: (onnx path, FusedMoose)}, parameter counts)."""
+def _load_model(config: BenchConfig, arch: str) -> tuple[Any, dict[str, Any]]:
+    """(network in eval mode, FusedMoose keyword arguments: input size, mean/std) for ``arch`` or the checkpoint."""
     import torch
 
-    from moose_ros.export import FusedEnsemble, export_onnx, make_fused
+    from moose_ros.model import build_model, load_checkpoint
+
+    if config.checkpoint is not None:
+        model, meta = load_checkpoint(config.checkpoint, map_location="cpu")
+        size = config.input_size or meta.input_size
+        return model.eval(), {"input_size": size, "mean": tuple(meta.mean), "std": tuple(meta.std)}
+    torch.manual_seed(config.seed)
+    model = build_model(arch, num_classes=config.num_classes, **config.model_kwargs).eval()
+    return model, {"input_size": config.input_size}
+
+
+def before_fused_class(rev: str) -> type:
+    """The ``FusedMoose`` class of ``moose_ros/export/fused.py`` at git revision ``rev`` (via ``git show``).
+
+    Raises:
+        ConfigError: git or the revision is unavailable (run from a git checkout of the project).
+    """
+    import importlib.util
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        source = subprocess.run(
+            ["git", "show", f"{rev}:moose_ros/export/fused.py"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as err:
+        raise ConfigError(f"bench: cannot read moose_ros/export/fused.py at revision {rev!r} with git: {err}") from err
+    folder = Path(tempfile.mkdtemp(prefix="moose_before_"))
+    path = folder / f"fused_{rev}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(f"moose_fused_before_{rev}", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module.FusedMoose
+
+
+def _make_fused(config: BenchConfig, variant: str, model: Any, members: list[Any], kwargs: dict[str, Any]) -> Any:
+    """The fused module of one variant (scores: ``config.scores`` when set, else the variant's)."""
+    from moose_ros.export import FusedEnsemble, FusedMoose
+
+    options = {**VARIANTS[variant], **kwargs}
+    if config.scores is not None:
+        options["scores"] = config.scores
+    if variant == "ensemble":
+        return FusedEnsemble(members, **options).eval()
+    if variant == "moose_before":
+        return before_fused_class(config.baseline_rev)(model, **options).eval()
+    return FusedMoose(model, **options).eval()
+
+
+def _export_variants(config: BenchConfig, arch: str, folder: Path) -> tuple[dict[str, Any], dict[str, int]]:
+    """Export every variant of ``arch``; returns ({variant: (onnx path, fused module)}, parameter counts)."""
+    import torch
+
+    from moose_ros.export import export_onnx
     from moose_ros.model import build_model
 
-    kwargs = {"num_classes": config.num_classes, **config.model_kwargs}
-    torch.manual_seed(config.seed)
-    model = build_model(arch, **kwargs).eval()
+    model, kwargs = _load_model(config, arch)
     trunk = sum(p.numel() for name, p in model.named_parameters() if not name.startswith("probes."))
     counts = {"global": int(trunk), "moose": _params(model), "probes": _params(model) - int(trunk)}
+    members = [model]
+    if "ensemble" in config.variants:
+        for index in range(1, config.ensemble_size):
+            torch.manual_seed(config.seed + index)
+            members.append(build_model(model.architecture, **model.model_kwargs).eval())
+        counts["ensemble"] = config.ensemble_size * int(trunk)
     exported: dict[str, Any] = {}
     for variant in config.variants:
         if variant == "ensemble_sessions":
             continue
         path = folder / f"{arch}_{variant}.onnx"
         start = time.perf_counter()
-        if variant == "ensemble":
-            members = [model]
-            for index in range(1, config.ensemble_size):
-                torch.manual_seed(config.seed + index)
-                members.append(build_model(arch, **kwargs).eval())
-            fused = FusedEnsemble(members, scores=VARIANTS[variant]["scores"]).eval()
-            counts["ensemble"] = config.ensemble_size * int(trunk)
-        else:
-            fused, _ = make_fused(model, **VARIANTS[variant])
+        fused = _make_fused(config, variant, model, members, kwargs)
         export_onnx(fused, path, extra_meta={"bench_variant": variant})
         LOG.info(
             "bench: exported %s %s in %.1f s (%.0f MB)",
@@ -193,6 +268,40 @@ def _measure(backends: dict[str, Any], image: np.ndarray, repeats: int, warmup: 
     return runs
 
 
+def _bench_size(
+    config: BenchConfig,
+    arch: str,
+    backend: str,
+    sessions: dict[str, Any],
+    exported: dict[str, Any],
+    size: tuple[int, int],
+) -> dict[str, Any]:
+    """Interleaved timings of every variant at ``size`` (+ ORT profiles when asked) as one report entry."""
+    rng = np.random.default_rng(config.seed)
+    image = rng.integers(0, 256, (1, size[0], size[1], 3), dtype=np.uint8)
+    runs = _measure(sessions, image, config.repeats, config.warmup)
+    medians = {v: statistics.median(r) for v, r in runs.items()}
+    minima = {v: min(r) for v, r in runs.items()}
+    entry: dict[str, Any] = {
+        "arch": arch,
+        "backend": backend,
+        "size": list(size),
+        "median_ms": medians,
+        "min_ms": minima,
+        "runs_ms": runs,
+        "ratios": {name: medians[a] / medians[b] for name, a, b in RATIOS if a in runs and b in runs},
+        "ratios_of_min": {name: minima[a] / minima[b] for name, a, b in RATIOS if a in runs and b in runs},
+    }
+    if config.profile and backend == "onnxruntime-cpu":
+        from moose_ros.export.profile import profile_graph
+
+        entry["profile"] = {
+            v: profile_graph(path, image, runs=config.profile_runs, threads=config.threads or 1)
+            for v, (path, _) in exported.items()
+        }
+    return entry
+
+
 def run_benchmark(
     config: BenchConfig,
     *,
@@ -227,7 +336,8 @@ def run_benchmark(
     with tempfile.TemporaryDirectory(prefix="moose_bench_") as tmp:
         folder = Path(config.workdir) if config.workdir is not None else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        for arch in config.archs:
+        archs = (Path(config.checkpoint).stem,) if config.checkpoint is not None else config.archs
+        for arch in archs:
             say(f"{arch}: exporting {', '.join(config.variants)}")
             exported, counts = _export_variants(config, arch, folder)
             report["params"][arch] = counts
@@ -237,25 +347,9 @@ def run_benchmark(
                 sessions = {v: _make(backend, path, fused, config.threads) for v, (path, fused) in exported.items()}
                 if "ensemble_sessions" in config.variants:
                     sessions["ensemble_sessions"] = _Sequential(sessions["global"], config.ensemble_size)
-                for h, w in config.sizes:
-                    rng = np.random.default_rng(config.seed)
-                    image = rng.integers(0, 256, (1, h, w, 3), dtype=np.uint8)
-                    say(f"{arch} / {backend} / {h}x{w}: {config.repeats} interleaved rounds")
-                    runs = _measure(sessions, image, config.repeats, config.warmup)
-                    medians = {v: statistics.median(r) for v, r in runs.items()}
-                    minima = {v: min(r) for v, r in runs.items()}
-                    entry = {
-                        "arch": arch,
-                        "backend": backend,
-                        "size": [h, w],
-                        "median_ms": medians,
-                        "min_ms": minima,
-                        "runs_ms": runs,
-                        "ratios": {name: medians[a] / medians[b] for name, a, b in RATIOS if a in runs and b in runs},
-                        "ratios_of_min": {
-                            name: minima[a] / minima[b] for name, a, b in RATIOS if a in runs and b in runs
-                        },
-                    }
+                for size in config.sizes:
+                    say(f"{arch} / {backend} / {size[0]}x{size[1]}: {config.repeats} interleaved rounds")
+                    entry = _bench_size(config, arch, backend, sessions, exported, size)
                     report["results"].append(entry)
                     say(_entry_line(entry))
                     if partial is not None:
@@ -273,17 +367,29 @@ def _entry_line(entry: dict[str, Any]) -> str:
     return f"  {med}; {ratios}"
 
 
+def _target_applies(arch: str, entry: dict[str, Any], checkpoint: bool) -> bool:
+    """``arch`` of :data:`TARGETS`: ``*``, an architecture, ``checkpoint`` or ``checkpoint@HxW``."""
+    if arch.startswith("checkpoint"):
+        _, _, size = arch.partition("@")
+        return checkpoint and (not size or size == f"{entry['size'][0]}x{entry['size'][1]}")
+    return not checkpoint and arch in ("*", entry["arch"])
+
+
 def _check_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
+    checkpoint = report["config"].get("checkpoint") is not None
     for entry in report["results"]:
         if entry["backend"] != "onnxruntime-cpu":
             continue
-        for ratio, arch, op, bound in TARGETS:
-            if arch not in ("*", entry["arch"]) or ratio not in entry["ratios"]:
+        applies = [(r, op, b) for r, arch, op, b in TARGETS if _target_applies(arch, entry, checkpoint)]
+        checks = [(r, op, b, entry["ratios"].get(r)) for r, op, b in applies]
+        if checkpoint and "moose" in entry.get("profile", {}):
+            checks.append(("moose conv share", ">=", CONV_SHARE_TARGET, entry["profile"]["moose"]["conv_share"]))
+        for ratio, op, bound, value in checks:
+            if value is None:
                 continue
             if ratio.startswith("ensemble") and report["config"]["ensemble_size"] != 5:
                 continue  # the target is stated for the paper's 5-member ensemble
-            value = entry["ratios"][ratio]
             ok = value <= bound if op == "<=" else value >= bound
             out.append(
                 {
@@ -336,6 +442,7 @@ def format_markdown(report: dict[str, Any]) -> str:
             "Ratios of the minimum latencies (less sensitive to load from other processes): " + "; ".join(per_size),
             "",
         ]
+    lines += _profile_lines(report)
     lines += ["## Parameters", "", "| architecture | global | MOoSe (probes) | ensemble |", "|---|---|---|---|"]
     for arch, c in report["params"].items():
         ens = f"{c['ensemble'] / 1e6:.2f} M" if "ensemble" in c else "-"
@@ -360,6 +467,28 @@ def format_markdown(report: dict[str, Any]) -> str:
     for name, reason in report["skipped_backends"].items():
         lines.append(f"- skipped backend {name}: {reason.splitlines()[0]}")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _profile_lines(report: dict[str, Any]) -> list[str]:
+    """Markdown table of the ORT profiles: kernel time, Conv / network / pre+post-processing shares, top ops."""
+    rows = [e for e in report["results"] if e.get("profile")]
+    if not rows:
+        return []
+    lines = [
+        "## Where the kernel time goes (ONNX Runtime profiler, CPU)",
+        "",
+        "| model | size | variant | kernel ms | Conv | network | pre/post-processing | top ops |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for e in rows:
+        for variant, p in e["profile"].items():
+            top = ", ".join(f"{op} {share:.0%}" for op, share in p["top_ops"])
+            lines.append(
+                f"| {e['arch']} | {e['size'][0]}x{e['size'][1]} | {variant} | {p['kernel_ms']:.1f} | "
+                f"{p['conv_share']:.0%} | {p['network_share']:.0%} | {p['pre_post_share']:.0%} "
+                f"({p['pre_post_ms']:.1f} ms) | {top} |"
+            )
+    return [*lines, ""]
 
 
 def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:

@@ -23,6 +23,7 @@ TOOLS: dict[str, str] = {
     "synth": "moose_ros.tools.synth",
     "train": "moose_ros.tools.train",
     "export": "moose_ros.tools.export",
+    "calibrate": "moose_ros.tools.calibrate",
     "eval": "moose_ros.tools.evaluate",
     "bag": "moose_ros.tools.bag",
     "bench": "moose_ros.tools.bench",

@@ -20,6 +20,7 @@ import numpy as np
 from moose_ros.errors import ConfigError
 
 __all__ = [
+    "GRAPH_SCORES",
     "SCORE_NAMES",
     "compute_score",
     "energy",
@@ -52,14 +53,31 @@ def _as_heads(heads: Array | Sequence[Array]) -> list[Array]:
     return [heads]
 
 
+def _over_class_slices(x: Array, combine: Callable[[Any, Any], Any], keepdims: bool) -> Array:
+    """Reduce the class axis of a 4-D torch tensor by an elementwise chain over its [N, H, W] slices.
+
+    ONNX Runtime's CPU ReduceMax / ReduceSum over axis 1 of NCHW are ~5x slower than elementwise Max / Add over
+    the channel slices (measured, 19 x 192 x 384); TensorRT runs either well. The traced graph is Split + a chain.
+    """
+    slices = x.unbind(1)
+    out = slices[0]
+    for item in slices[1:]:
+        out = combine(out, item)
+    return out.unsqueeze(1) if keepdims else out
+
+
 def _amax(x: Array, axis: int, keepdims: bool = False) -> Array:
     if _is_torch(x):
+        if axis == 1 and x.dim() == 4:
+            return _over_class_slices(x, lambda a, b: a.maximum(b), keepdims)
         return x.amax(dim=axis, keepdim=keepdims)
     return np.max(x, axis=axis, keepdims=keepdims)
 
 
 def _sum(x: Array, axis: int, keepdims: bool = False) -> Array:
     if _is_torch(x):
+        if axis == 1 and x.dim() == 4:
+            return _over_class_slices(x, lambda a, b: a + b, keepdims)
         return x.sum(dim=axis, keepdim=keepdims)
     return np.sum(x, axis=axis, keepdims=keepdims)
 
@@ -151,6 +169,9 @@ _SCORES: dict[str, Callable[[Any], Array]] = {
 
 #: Names accepted by :func:`compute_score`, the export ``--score`` option and the node's ``score`` parameter.
 SCORE_NAMES: tuple[str, ...] = tuple(_SCORES)
+#: Every score a fused graph can export: :data:`SCORE_NAMES` plus ``"sml"`` (standardised max-logit, which needs
+#: per-class statistics and is computed by :func:`moose_ros.export.postprocess.postprocess`).
+GRAPH_SCORES: tuple[str, ...] = (*SCORE_NAMES, "sml")
 
 
 def compute_score(name: str, heads: Array | Sequence[Array]) -> Array:

@@ -1,4 +1,4 @@
-"""ONNX Runtime vs eager torch on the same uint8 images at an odd size and batch 2, every score, both resolutions."""
+"""ONNX Runtime vs eager torch on the same uint8 images at an odd size and batch 2, every score, every resolution."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def model() -> nn.Module:
     return tiny_model()
 
 
-@pytest.mark.parametrize("resolution", ["feature", "full"])
+@pytest.mark.parametrize("resolution", ["input", "feature", "full"])
 def test_onnxruntime_matches_torch(model, tmp_path, resolution):
     path = tmp_path / f"m_{resolution}.onnx"
     meta = export_onnx(model, path, scores=SCORES, score_resolution=resolution, dynamic_batch=True)

@@ -3,17 +3,21 @@
 :class:`FusedMoose` is both the eager reference (the torch backend runs it) and what ``moose export`` traces to
 ONNX. Layout, for an input ``image`` uint8 [N, H, W, 3]::
 
-    Cast -> float, NHWC -> NCHW, x * 1/(255 std) - mean/std          (one Mul + Add, checkpoint mean/std)
-    optional bilinear resize to ``input_size``
-    network -> global logits [N, C, h, w] + K probe logits            (feature resolution)
-    labels  = uint8 argmax_c upsample(global)                          (the GLOBAL head only)
-    max_logit / energy: one upsample of the mean logits              (mean and bilinear upsampling commute)
-    entropy / msp / mutual_information:
-        score_resolution="feature": score map at feature resolution, then upsampled (fast, approximate)
-        score_resolution="full":    every head upsampled, then the score (exact, K + 1 upsamples)
+    Cast -> float, NHWC -> NCHW
+    optional bilinear resize to ``input_size``                          (before the normalisation: it commutes)
+    x * 1/(255 std) - mean/std                                          (one Mul + Add, checkpoint mean/std)
+    network -> global logits [N, C, h, w] + K probe logits              (feature resolution)
+    postprocess(heads, output size)                                     (moose_ros.export.postprocess)
 
-The score math is :mod:`moose_ros.scoring` (explicit exp/sum on 4-D tensors). Head fusion and scoring always run
-in float32, also when the network runs in float16.
+The post-processing is :func:`moose_ros.export.postprocess.postprocess`; ``score_resolution`` picks where it
+computes labels and scores before only single-channel maps are upsampled to the output size:
+
+    "input"   (default) at the network input size (``input_size``, or the image's size when native)
+    "feature" at the feature resolution (fastest, coarsest)
+    "full"    at the output size: every needed C-channel tensor upsampled there (exact, slow at camera sizes)
+
+Labels are the GLOBAL head's arg-max (MOoSe never changes the segmentation); ensembles use the mean logits.
+Head fusion and scoring always run in float32, also when the network runs in float16.
 """
 
 from __future__ import annotations
@@ -26,7 +30,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from moose_ros.errors import ConfigError
-from moose_ros.scoring import SCORE_NAMES, compute_score, mean_logits
+from moose_ros.export.postprocess import (
+    MEAN_LOGIT_SCORES,
+    WORK_FEATURE,
+    WORK_OUTPUT,
+    BoundarySuppression,
+    SmlStats,
+    check_scores,
+    postprocess,
+)
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -40,9 +52,8 @@ __all__ = [
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-#: Scores that depend on the mean logits only: exact with a single upsample of the mean.
-MEAN_LOGIT_SCORES = ("max_logit", "energy")
-SCORE_RESOLUTIONS = ("feature", "full")
+#: Where labels and scores are computed (see the module docstring); the first is the default.
+SCORE_RESOLUTIONS = ("input", "feature", "full")
 HEAD_MODES = ("moose", "global")
 
 
@@ -63,18 +74,6 @@ def _check_size(value: Sequence[int] | None, what: str) -> tuple[int, int] | Non
     return h, w
 
 
-def _check_scores(scores: Sequence[str]) -> tuple[str, ...]:
-    scores = tuple(scores)
-    if not scores:
-        raise ConfigError(f"scores: give at least one of {', '.join(SCORE_NAMES)}")
-    for name in scores:
-        if name not in SCORE_NAMES:
-            raise ConfigError(f"score '{name}' is unknown; allowed values: {', '.join(SCORE_NAMES)}")
-    if len(set(scores)) != len(scores):
-        raise ConfigError(f"scores: each score at most once, got {list(scores)}")
-    return scores
-
-
 def _upsample(x: torch.Tensor, size: Any) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
@@ -92,13 +91,18 @@ class FusedMoose(nn.Module):
 
     Args:
         model: ``model(x)`` -> ``{"out": [N, C, h, w], "probes": [K x [N, C, h, w]]}`` (moose_ros.model).
-        scores: anomaly scores to output (names from :data:`moose_ros.scoring.SCORE_NAMES`); the first one is
-            ``anomaly``, further ones ``anomaly_<name>``.
+        scores: anomaly scores to output (names from :data:`moose_ros.export.postprocess.POSTPROCESS_SCORES`); the
+            first one is ``anomaly``, further ones ``anomaly_<name>``.
         input_size: (H, W) the image is resized to before the network, or None (native size).
         output_size: (H', W') of the outputs, or None (the input image's size).
-        score_resolution: ``"feature"`` or ``"full"`` for the softmax-based scores (see module docstring).
+        score_resolution: ``"input"``, ``"feature"`` or ``"full"``: where labels and scores are computed (see the
+            module docstring).
         mean, std: RGB normalisation of images scaled to [0, 1] (from the checkpoint).
         heads: ``"moose"`` (global head + K probes) or ``"global"`` (global head alone; probes are not run).
+        sml: per-class max-logit statistics of the aggregated logits, required for the ``"sml"`` score.
+        boundary: boundary suppression + dilated smoothing applied to every score, or None.
+        road_classes: class ids of the drivable area; when given, every score is also output gated to the road
+            region (holes filled) as ``anomaly_<score>_road`` (see :func:`~moose_ros.export.postprocess.postprocess`).
     """
 
     #: False: labels = argmax of the global head; True (ensembles): argmax of the mean logits.
@@ -111,10 +115,13 @@ class FusedMoose(nn.Module):
         scores: Sequence[str] = ("max_logit",),
         input_size: Sequence[int] | None = None,
         output_size: Sequence[int] | None = None,
-        score_resolution: str = "feature",
+        score_resolution: str = SCORE_RESOLUTIONS[0],
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         heads: str = "moose",
+        sml: SmlStats | None = None,
+        boundary: BoundarySuppression | None = None,
+        road_classes: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if score_resolution not in SCORE_RESOLUTIONS:
@@ -126,7 +133,15 @@ class FusedMoose(nn.Module):
         if len(mean) != 3 or len(std) != 3 or any(float(s) <= 0 for s in std):
             raise ConfigError(f"mean/std need 3 values each with std > 0, got {tuple(mean)} / {tuple(std)}")
         self.model = model
-        self.scores = _check_scores(scores)
+        self.base_scores = check_scores(scores, sml=sml)
+        self.road_classes = None if road_classes is None else tuple(int(c) for c in road_classes)
+        if self.road_classes is not None and not self.road_classes:
+            raise ConfigError("road_classes: give at least one class id, or None for no road gate")
+        gated = tuple(f"{name}_road" for name in self.base_scores) if self.road_classes is not None else ()
+        #: Output scores: the computed ones, then their road-gated copies.
+        self.scores = (*self.base_scores, *gated)
+        self.sml = sml
+        self.boundary = boundary
         self.input_size = _check_size(input_size, "input_size")
         self.output_size = _check_size(output_size, "output_size")
         self.score_resolution = score_resolution
@@ -145,6 +160,16 @@ class FusedMoose(nn.Module):
         return output_names(self.scores)
 
     @property
+    def postprocess_meta(self) -> dict[str, Any]:
+        """The post-processing options, JSON data for the model meta."""
+        return {
+            "score_resolution": self.score_resolution,
+            "boundary_suppression": None if self.boundary is None else dict(vars(self.boundary)),
+            "road_classes": None if self.road_classes is None else list(self.road_classes),
+            "sml": self.sml is not None,
+        }
+
+    @property
     def num_probes(self) -> int:
         """K aggregated with the global head (0 for ``heads="global"``)."""
         return 0 if self.heads_mode == "global" else int(getattr(self.model, "num_probes", 0))
@@ -157,10 +182,11 @@ class FusedMoose(nn.Module):
         return self._normalise(image.to(self.scale.dtype).permute(0, 3, 1, 2))
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
-        x = x * self.scale + self.shift
+        # Resize first: bilinear resizing commutes with the per-channel affine normalisation, and the Mul + Add
+        # then run on the network's input size instead of the camera's.
         if self.input_size is not None:
             x = _upsample(x, self.input_size)
-        return x
+        return x * self.scale + self.shift
 
     def head_logits(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Logits float32 [N, C, h, w] at feature resolution: the global head first, then the probes."""
@@ -182,32 +208,29 @@ class FusedMoose(nn.Module):
         x = image.to(self.scale.dtype).permute(0, 3, 1, 2)
         # Sizes are read from the float tensor: TensorRT lets nothing but Cast touch the uint8 input.
         size = self.output_size if self.output_size is not None else (x.shape[2], x.shape[3])
-        heads = self.head_logits(self._normalise(x))
-        need_mean = self.labels_from_mean or any(name in MEAN_LOGIT_SCORES for name in self.scores)
-        mean = (mean_logits(heads) if len(heads) > 1 else heads[0]) if need_mean else None
-        # MOoSe never changes the segmentation: labels come from the global head (ensembles: the mean).
-        label_source = mean if self.labels_from_mean and mean is not None else heads[0]
-        label_up = _upsample(label_source, size)
-        # int64 argmax -> float32 -> uint8: TensorRT casts to/from uint8 only from/to float32/float16.
-        labels = label_up.argmax(dim=1).to(torch.float32).to(torch.uint8)
+        x = self._normalise(x)
+        work: Any = {"input": (x.shape[2], x.shape[3]), "feature": WORK_FEATURE, "full": WORK_OUTPUT}
+        labels, maps = postprocess(
+            self.head_logits(x),
+            size,
+            scores=self.base_scores,
+            work_size=work[self._resolution()],
+            labels_from_mean=self.labels_from_mean,
+            sml=self.sml,
+            boundary=self.boundary,
+            road_classes=self.road_classes,
+        )
+        return (labels, *(maps[name] for name in self.scores))
 
-        results: dict[str, torch.Tensor] = {}
-        if mean is not None and any(name in MEAN_LOGIT_SCORES for name in self.scores):
-            mean_up = label_up if label_source is mean else _upsample(mean, size)
-            for name in self.scores:
-                if name in MEAN_LOGIT_SCORES:
-                    results[name] = compute_score(name, mean_up)
-        softmax_scores = [name for name in self.scores if name not in MEAN_LOGIT_SCORES]
-        if softmax_scores and self.score_resolution == "feature":
-            maps = torch.stack([compute_score(name, heads) for name in softmax_scores], dim=1)
-            maps = _upsample(maps, size)
-            for index, name in enumerate(softmax_scores):
-                results[name] = maps[:, index]
-        elif softmax_scores:
-            ups = [label_up if h is label_source else _upsample(h, size) for h in heads]
-            for name in softmax_scores:
-                results[name] = compute_score(name, ups)
-        return (labels, *(results[name].float() for name in self.scores))
+    def _resolution(self) -> str:
+        """``score_resolution``, except that a fixed output no larger than the network input is computed exactly
+        (``"full"``): cheaper than working at the input size and then shrinking."""
+        fixed = self.output_size is not None and self.input_size is not None
+        if self.score_resolution == "input" and fixed and all(
+            o <= i for o, i in zip(self.output_size, self.input_size, strict=True)
+        ):
+            return "full"
+        return self.score_resolution
 
     def run(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """:meth:`forward` with its outputs keyed by :attr:`output_names`."""

@@ -26,9 +26,18 @@ from torch import nn
 from moose_ros.backends.base import META_KEY, ModelMeta
 from moose_ros.errors import ConfigError, ExportError
 from moose_ros.export.fused import FusedMoose
+from moose_ros.export.postprocess import BoundarySuppression, SmlStats
 from moose_ros.export.trt_check import check_tensorrt_compatible
 
-__all__ = ["OPSET", "build_model_meta", "export_onnx", "make_fused", "operating_point_extra"]
+__all__ = [
+    "OPSET",
+    "build_model_meta",
+    "export_onnx",
+    "is_fused_graph",
+    "make_fused",
+    "operating_point_extra",
+    "sml_from_meta",
+]
 
 LOG = logging.getLogger(__name__)
 
@@ -93,6 +102,7 @@ def build_model_meta(fused: FusedMoose, checkpoint_meta: Any | None = None, *, e
         ignore_index = 255
         info = {"model_kwargs": getattr(model, "model_kwargs", {})}
     info["heads"] = "ensemble" if type(fused).__name__ == "FusedEnsemble" else fused.heads_mode
+    info["postprocess"] = getattr(fused, "postprocess_meta", {})
     info.update(operating_point_extra(info.get("calibration", {}), info["heads"]))
     info.update(extra or {})
     return ModelMeta(
@@ -111,22 +121,62 @@ def build_model_meta(fused: FusedMoose, checkpoint_meta: Any | None = None, *, e
     )
 
 
+def is_fused_graph(obj: Any) -> bool:
+    """True for a :class:`FusedMoose` or a module with its interface (e.g. the class of an earlier revision, which
+    ``moose bench infer`` exports as the baseline): ``model``, ``head_logits`` and ``output_names``."""
+    if isinstance(obj, FusedMoose):
+        return True
+    return isinstance(obj, nn.Module) and all(hasattr(obj, a) for a in ("model", "head_logits", "output_names"))
+
+
+def sml_from_meta(checkpoint_meta: Any | None, heads: str) -> SmlStats:
+    """The SML statistics of head set ``heads`` (``"moose"`` / ``"global"``) from ``calibration["sml"]``.
+
+    Raises:
+        ConfigError: the checkpoint has none (run ``moose calibrate CKPT --data DIR``) or they do not fit.
+    """
+    entry = ((getattr(checkpoint_meta, "calibration", None) or {}).get("sml") or {}).get(heads)
+    if entry is None:
+        raise ConfigError(
+            f"score 'sml' needs calibration['sml']['{heads}'] in the checkpoint meta: run `moose calibrate CKPT "
+            "--data DIR` first"
+        )
+    return SmlStats.from_json(entry, len(checkpoint_meta.classes), source=f"calibration['sml']['{heads}']")
+
+
+def _class_ids(classes: Sequence[int | str], checkpoint_meta: Any | None) -> tuple[int, ...]:
+    """Class ids from ids or names (names need the checkpoint's class list)."""
+    names = list(getattr(checkpoint_meta, "classes", ()) or ())
+    out = []
+    for item in classes:
+        if isinstance(item, int) or str(item).isdigit():
+            out.append(int(item))
+        elif item in names:
+            out.append(names.index(item))
+        else:
+            raise ConfigError(f"road class {item!r} is neither a class id nor one of the classes {names}")
+    return tuple(out)
+
+
 def make_fused(
     checkpoint_or_model: str | os.PathLike[str] | nn.Module,
     *,
     scores: Sequence[str] = ("max_logit",),
     input_size: Sequence[int] | str | None = None,
     output_size: Sequence[int] | None = None,
-    score_resolution: str = "feature",
+    score_resolution: str = "input",
     heads: str = "moose",
+    boundary: BoundarySuppression | None = None,
+    road_classes: Sequence[int | str] | None = None,
 ) -> tuple[FusedMoose, Any | None]:
     """Load/wrap a model as a :class:`FusedMoose` in eval mode; returns ``(fused, checkpoint_meta or None)``.
 
     ``checkpoint_or_model``: a checkpoint path (``load_checkpoint``), a MOoSe network, or a ready
-    :class:`FusedMoose` (returned as is; the other options are then ignored). ``input_size="checkpoint"`` takes
-    the checkpoint's training input size.
+    :class:`FusedMoose` (returned as is, as is any :func:`is_fused_graph` module; the other options are then
+    ignored). ``input_size="checkpoint"`` takes
+    the checkpoint's training input size. ``road_classes`` may name classes (``"road"``) or give their ids.
     """
-    if isinstance(checkpoint_or_model, FusedMoose):
+    if is_fused_graph(checkpoint_or_model):
         ckpt_meta = getattr(checkpoint_or_model.model, "checkpoint_meta", None)
         return checkpoint_or_model.eval(), ckpt_meta
     if isinstance(checkpoint_or_model, nn.Module):
@@ -144,7 +194,11 @@ def make_fused(
             raise ConfigError("input_size='checkpoint' but the checkpoint records no input_size")
     mean = tuple(ckpt_meta.mean) if ckpt_meta is not None else None
     std = tuple(ckpt_meta.std) if ckpt_meta is not None else None
-    kwargs = {"mean": mean, "std": std} if mean is not None else {}
+    kwargs: dict[str, Any] = {"mean": mean, "std": std} if mean is not None else {}
+    if "sml" in scores:
+        kwargs["sml"] = sml_from_meta(ckpt_meta, heads)
+    if road_classes is not None:
+        kwargs["road_classes"] = _class_ids(road_classes, ckpt_meta)
     fused = FusedMoose(
         model,
         scores=scores,
@@ -152,6 +206,7 @@ def make_fused(
         output_size=output_size,
         score_resolution=score_resolution,
         heads=heads,
+        boundary=boundary,
         **kwargs,
     )
     return fused.eval(), ckpt_meta
@@ -179,12 +234,14 @@ def export_onnx(
     scores: Sequence[str] = ("max_logit",),
     input_size: Sequence[int] | str | None = None,
     output_size: Sequence[int] | None = None,
-    score_resolution: str = "feature",
+    score_resolution: str = "input",
     dynamic_batch: bool = True,
     heads: str = "moose",
     check_tensorrt: bool = True,
     verify: bool = True,
     extra_meta: dict | None = None,
+    boundary: BoundarySuppression | None = None,
+    road_classes: Sequence[int | str] | None = None,
 ) -> ModelMeta:
     """Export the fused graph of a checkpoint or model to ``out_path`` (opset 17, dynamic N/H/W).
 
@@ -197,6 +254,7 @@ def export_onnx(
         verify: run the graph with ONNX Runtime (when installed) on a batch at a size other than the traced one and
             compare with the eager module (catches shapes frozen by tracing).
         extra_meta: merged into ``ModelMeta.extra``.
+        boundary, road_classes: see :func:`make_fused` and :class:`FusedMoose`.
 
     Returns:
         The :class:`ModelMeta` stored in the file.
@@ -215,6 +273,8 @@ def export_onnx(
         output_size=output_size,
         score_resolution=score_resolution,
         heads=heads,
+        boundary=boundary,
+        road_classes=road_classes,
     )
     fused = fused.float().cpu().eval()
     meta = build_model_meta(

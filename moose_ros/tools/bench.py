@@ -4,6 +4,8 @@ Examples::
 
     moose bench infer                                   # both architectures, 3 sizes, every available backend
     moose bench infer --archs deeplabv3_mobilenet_v3_large --sizes 480x640 --repeats 5 --threads 2 --out out/bench
+    moose bench infer --checkpoint models/moose_synthstreet.pt --score max_logit --score entropy \
+        --sizes 720x1280 1024x2048 --threads 1 --profile     # global vs MOoSe vs the graph of an earlier commit
     moose bench node --sizes 1280x720                   # see moose_ros.ros.bench
 """
 
@@ -24,7 +26,8 @@ _NODE_MODULE = "moose_ros.ros.bench"
 
 
 def _add_infer(sub: argparse._SubParsersAction) -> None:
-    from moose_ros.benchmark import VARIANTS
+    from moose_ros.benchmark import DEFAULT_VARIANTS, VARIANTS
+    from moose_ros.scoring import GRAPH_SCORES
 
     p = sub.add_parser(
         "infer",
@@ -45,7 +48,33 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="comma-separated backends (default: every available ONNX one; add 'torch' for the eager reference)",
     )
-    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {', '.join(VARIANTS)}")
+    p.add_argument(
+        "--variants",
+        default=None,
+        help=f"comma-separated subset of {', '.join(VARIANTS)} (default: {','.join(DEFAULT_VARIANTS)}; with "
+        "--checkpoint: global,moose,moose_before)",
+    )
+    p.add_argument("--checkpoint", type=Path, default=None, help="benchmark this trained checkpoint instead of --archs")
+    p.add_argument(
+        "--input-size",
+        default=None,
+        help="HxW the graphs resize images to (default: the checkpoint's training size; native for --archs)",
+    )
+    p.add_argument(
+        "--score",
+        action="append",
+        choices=GRAPH_SCORES,
+        default=None,
+        help="score(s) every variant exports (repeatable; default: each variant's own)",
+    )
+    p.add_argument(
+        "--baseline-rev",
+        default="79fad82",
+        help="git revision whose moose_ros/export/fused.py builds variant moose_before (default 79fad82)",
+    )
+    p.add_argument(
+        "--profile", action="store_true", help="ONNX Runtime profiler per graph: Conv / network / post-processing share"
+    )
     p.add_argument("--repeats", type=int, default=5, help="timed rounds per size (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds per size first (default 1)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads per backend (default: runtime default)")
@@ -77,26 +106,73 @@ def _unavailable(reason: str) -> int:
     raise ConfigError(f"moose bench node is unavailable: {_NODE_MODULE} cannot be imported ({reason})")
 
 
+def _add_quality(sub: argparse._SubParsersAction) -> None:
+    from moose_ros.export.quality import WORK_CHOICES
+
+    p = sub.add_parser(
+        "quality",
+        help="labels and AUPR of the fast post-processing vs the exact full-resolution outputs on an OoD split",
+        description="Runs a checkpoint once per image and post-processes the same logits at each --work "
+        "resolution and exactly at the image size; prints label agreement and pooled AUPR / FPR95 per score.",
+    )
+    p.add_argument("checkpoint", type=Path, help="MOoSe checkpoint (.pt)")
+    p.add_argument("--dataset", default="fishyscapes", help="dataset kind of --root (default fishyscapes)")
+    p.add_argument("--root", type=Path, required=True, help="OoD dataset root (e.g. a `moose synth --ood` split)")
+    p.add_argument("--work", nargs="+", default=["input"], help=f"work resolutions ({', '.join(WORK_CHOICES)})")
+    p.add_argument("--score", action="append", default=None, help="scores (default max_logit, entropy, msp)")
+    p.add_argument("--limit", type=int, default=None, help="first N images only")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.set_defaults(_bench=_run_quality)
+
+
+def _run_quality(args: argparse.Namespace) -> int:
+    import torch
+
+    from moose_ros.data import open_dataset
+    from moose_ros.export.quality import compare_work_sizes, format_quality
+
+    torch.set_num_threads(args.threads)
+    report = compare_work_sizes(
+        args.checkpoint,
+        open_dataset(args.dataset, args.root),
+        works=tuple(args.work),
+        scores=tuple(args.score or ("max_logit", "entropy", "msp")),
+        limit=args.limit,
+    )
+    print(format_quality(report))
+    return 0
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Subcommands ``infer`` and ``node``."""
-    sub = parser.add_subparsers(dest="bench", metavar="{infer,node}", required=True)
+    """Subcommands ``infer``, ``quality`` and ``node``."""
+    sub = parser.add_subparsers(dest="bench", metavar="{infer,quality,node}", required=True)
     _add_infer(sub)
+    _add_quality(sub)
     _add_node(sub)
 
 
 def _run_infer(args: argparse.Namespace) -> int:
-    from moose_ros.benchmark import BenchConfig, format_markdown, parse_sizes, run_benchmark, write_report
+    from moose_ros.benchmark import (
+        DEFAULT_VARIANTS,
+        BenchConfig,
+        format_markdown,
+        parse_sizes,
+        run_benchmark,
+        write_report,
+    )
+    from moose_ros.sizes import parse_size
 
     model_kwargs = {}
     if args.probe_width is not None:
         model_kwargs["probe_width"] = args.probe_width
     if args.probe_depth is not None:
         model_kwargs["probe_depth"] = args.probe_depth
+    variants = args.variants or ("global,moose,moose_before" if args.checkpoint else ",".join(DEFAULT_VARIANTS))
     config = BenchConfig(
         archs=tuple(a.strip() for a in args.archs.split(",") if a.strip()),
         sizes=parse_sizes(args.sizes),
         backends=tuple(b.strip() for b in args.backends.split(",")) if args.backends else None,
-        variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()),
+        variants=tuple(v.strip() for v in variants.split(",") if v.strip()),
         repeats=args.repeats,
         warmup=args.warmup,
         threads=args.threads,
@@ -104,6 +180,11 @@ def _run_infer(args: argparse.Namespace) -> int:
         num_classes=args.num_classes,
         model_kwargs=model_kwargs,
         workdir=args.keep_models,
+        checkpoint=args.checkpoint,
+        input_size=parse_size(args.input_size, what="--input-size") if args.input_size else None,
+        scores=tuple(args.score) if args.score else None,
+        baseline_rev=args.baseline_rev,
+        profile=args.profile,
     )
     report = run_benchmark(
         config, progress=lambda line: print(line, flush=True), partial=lambda part: write_report(part, args.out)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from moose_ros.scoring import SCORE_NAMES
+from moose_ros.scoring import GRAPH_SCORES
 from moose_ros.sizes import parse_size
 
 __all__ = ["HELP", "add_arguments", "run"]
@@ -26,10 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--score",
         action="append",
-        choices=SCORE_NAMES,
+        choices=GRAPH_SCORES,
         default=None,
         help="anomaly score to bake in (repeatable; the first is output 'anomaly', the others "
-        "'anomaly_<name>'; default max_logit)",
+        "'anomaly_<name>'; default max_logit; sml needs `moose calibrate` first)",
     )
     parser.add_argument(
         "--input-size",
@@ -40,12 +40,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-size", default=None, help="HxW of the outputs (default: the input image size)")
     parser.add_argument(
         "--score-resolution",
-        choices=("feature", "full"),
-        default="feature",
-        help="softmax-based scores at feature resolution then upsampled (feature, fast) or on upsampled "
-        "logits of every head (full, exact); max_logit is exact either way",
+        choices=("input", "feature", "full"),
+        default="input",
+        help="where labels and scores are computed before single-channel maps are upsampled: at the network "
+        "input size (input, default), at feature resolution (feature, fastest) or at the output size (full, "
+        "exact, slow at camera sizes)",
     )
     parser.add_argument("--heads", choices=("moose", "global"), default="moose", help="moose (default) or global only")
+    parser.add_argument(
+        "--boundary-suppression",
+        action="store_true",
+        help="suppress scores on predicted class borders and smooth them (dilated Gaussian), every score",
+    )
+    parser.add_argument(
+        "--road-gate",
+        default=None,
+        metavar="CLASSES",
+        help="comma-separated drivable classes (names or ids, e.g. road,sidewalk): adds anomaly_<score>_road "
+        "outputs, each score at its image minimum outside that region (enclosed holes filled)",
+    )
     parser.add_argument("--static-batch", action="store_true", help="fix N = 1 (default: dynamic batch)")
     parser.add_argument("--no-tensorrt-check", action="store_true", help="skip the static TensorRT-compatibility check")
 
@@ -67,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         input_size = parse_size(args.input_size, what="--input-size")
     output_size = parse_size(args.output_size, what="--output-size") if args.output_size is not None else None
+    from moose_ros.export.postprocess import BoundarySuppression
+
+    road = [c.strip() for c in args.road_gate.split(",") if c.strip()] if args.road_gate else None
     meta = export_onnx(
         args.checkpoint,
         args.output,
@@ -77,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
         dynamic_batch=not args.static_batch,
         heads=args.heads,
         check_tensorrt=not args.no_tensorrt_check,
+        boundary=BoundarySuppression() if args.boundary_suppression else None,
+        road_classes=road,
     )
     print(
         f"wrote {args.output}: {meta.architecture}, {meta.num_classes} classes, K={meta.num_probes} probes, "
