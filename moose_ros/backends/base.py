@@ -34,8 +34,9 @@ class ModelMeta:
         mean, std: per-channel RGB normalisation applied to images scaled to [0, 1].
         scores: exported anomaly scores; ``scores[0]`` is the ``anomaly`` output, the rest are
             ``anomaly_<name>`` outputs. Higher = more anomalous.
-        score_resolution: ``"feature"`` (softmax scores computed at feature resolution, then upsampled) or
-            ``"full"`` (computed on upsampled logits). Max-logit is exact either way.
+        score_resolution: where labels and scores were computed before single-channel maps were upsampled to
+            the output size: ``"input"`` (the network input size), ``"feature"`` (feature resolution) or
+            ``"full"`` (at the output size: exact). See :func:`moose_ros.export.postprocess.postprocess`.
         input_size: (H, W) the graph resizes images to before the network, or None (native size).
         output_size: (H, W) of the outputs, or None (same as the input image).
         num_probes: K, the number of probe heads aggregated with the global head (0 = global only).
@@ -49,7 +50,7 @@ class ModelMeta:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     scores: tuple[str, ...] = ("max_logit",)
-    score_resolution: str = "feature"
+    score_resolution: str = "input"
     input_size: tuple[int, int] | None = None
     output_size: tuple[int, int] | None = None
     num_probes: int = 0
