@@ -107,8 +107,6 @@ def _unavailable(reason: str) -> int:
 
 
 def _add_quality(sub: argparse._SubParsersAction) -> None:
-    from moose_ros.export.quality import WORK_CHOICES
-
     p = sub.add_parser(
         "quality",
         help="labels and AUPR of the fast post-processing vs the exact full-resolution outputs on an OoD split",
@@ -118,7 +116,13 @@ def _add_quality(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", type=Path, help="MOoSe checkpoint (.pt)")
     p.add_argument("--dataset", default="fishyscapes", help="dataset kind of --root (default fishyscapes)")
     p.add_argument("--root", type=Path, required=True, help="OoD dataset root (e.g. a `moose synth --ood` split)")
-    p.add_argument("--work", nargs="+", default=["input"], help=f"work resolutions ({', '.join(WORK_CHOICES)})")
+    p.add_argument(
+        "--work",
+        nargs="+",
+        default=["input"],
+        help="work resolutions: input (the network input size, the export default), feature, feature*<F> "
+        "(F times the feature resolution); default input",
+    )
     p.add_argument("--score", action="append", default=None, help="scores (default max_logit, entropy, msp)")
     p.add_argument("--limit", type=int, default=None, help="first N images only")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
