@@ -80,17 +80,20 @@ def test_fishyscapes_laf(tmp_path: Path) -> None:
     lab = np.full((6, 8), 255, np.uint8)
     lab[3:] = 0
     lab[4, 1:3] = 1
-    lab[5, 7] = 7  # unexpected value -> void
+    lab[5, 7] = 7  # not a Fishyscapes value: an error naming the file, the value and its pixel count
     for i in (1, 0):
         _save(tmp_path / "images" / f"{i}.png", _image(10 + i))
         _save(tmp_path / "labels" / f"{i}.png", lab)
     ds = FishyscapesLafDataset(tmp_path)
     assert ds.names == ["0", "1"]
+    with pytest.raises(DatasetError, match=re.escape(f"{tmp_path / 'labels' / '0.png'} holds values outside") +
+                       ".*: 7 \\(1 px\\)"):
+        ds[0]
+    lab[5, 7] = 255
+    _save(tmp_path / "labels" / "0.png", lab)
     s = ds[0]
     np.testing.assert_array_equal(s.image, _image(10))
-    expect = lab.copy()
-    expect[5, 7] = 255
-    np.testing.assert_array_equal(s.ood, expect)
+    np.testing.assert_array_equal(s.ood, lab)
     (tmp_path / "labels" / "1.png").unlink()
     with pytest.raises(DatasetError, match=re.escape(str(tmp_path / "labels" / "1.png"))):
         FishyscapesLafDataset(tmp_path)
