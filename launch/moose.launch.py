@@ -1,6 +1,7 @@
 """Launch moose_node: ``ros2 launch moose_ros moose.launch.py image:=/camera/image_raw model:=/path/model.onnx``.
 
-Arguments: ``image`` (input topic; ``<image>/compressed`` is the compressed one), ``namespace``, ``params_file``
+Arguments: ``image`` (input topic; ``<image>/compressed`` is the compressed one, ``camera_info`` beside it is the
+camera info), ``namespace``, ``params_file``
 (default: the installed config/moose.yaml), ``model`` and ``backend`` (override the file when not empty),
 ``use_sim_time`` (true when replaying bags with ``--clock``).
 """
@@ -15,6 +16,11 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from launch import LaunchDescription
+
+
+def _camera_info_beside(image: str) -> str:
+    """``/camera/image_raw`` -> ``/camera/camera_info`` (drivers publish both in one namespace)."""
+    return f"{image.rsplit('/', 1)[0]}/camera_info" if "/" in image.strip("/") else "camera_info"
 
 
 def _node(context, *args, **kwargs):
@@ -33,7 +39,8 @@ def _node(context, *args, **kwargs):
             output="screen",
             emulate_tty=True,
             parameters=[LaunchConfiguration("params_file"), overrides],
-            remappings=[("image", image), ("image/compressed", f"{image}/compressed")],
+            remappings=[("image", image), ("image/compressed", f"{image}/compressed"),
+                        ("camera_info", _camera_info_beside(image))],
         )
     ]
 

@@ -1,9 +1,10 @@
 """One moose_node per camera, each in its own namespace, from one launch file.
 
 ``ros2 launch moose_ros moose_cameras.launch.py cameras:=front,rear image:=image_raw`` starts
-``/front/moose_node`` reading ``/front/image_raw`` and ``/rear/moose_node`` reading ``/rear/image_raw``; outputs
-land under ``/<camera>/moose_node/...``. Every node gets the same ``params_file`` (default: the installed
-config/moose.yaml, keyed ``/**`` so it applies in every namespace) and the ``model`` / ``backend`` overrides.
+``/front/moose_node`` reading ``/front/image_raw`` (and ``/front/camera_info``) and ``/rear/moose_node``
+reading ``/rear/image_raw``; outputs land under ``/<camera>/moose_node/...``. Every node gets the same
+``params_file`` (default: the installed config/moose.yaml, keyed ``/**`` so it applies in every namespace) and
+the ``model`` / ``backend`` overrides.
 Each node is a process with its own backend: cameras run in parallel, one slow camera never delays another, at
 the cost of one model copy in memory per camera (see the README section "Multiple cameras").
 """
@@ -38,7 +39,8 @@ def _nodes(context, *args, **kwargs):
             output="screen",
             emulate_tty=True,
             parameters=[params_file, overrides],
-            remappings=[("image", f"/{camera}/{image}"), ("image/compressed", f"/{camera}/{image}/compressed")],
+            remappings=[("image", f"/{camera}/{image}"), ("image/compressed", f"/{camera}/{image}/compressed"),
+                        ("camera_info", f"/{camera}/camera_info")],
         )
         for camera in cameras
     ]

@@ -67,7 +67,8 @@ def test_one_node_per_camera_namespace(monkeypatch: pytest.MonkeyPatch, tmp_path
         assert (kw["package"], kw["executable"], kw["name"]) == ("moose_ros", "moose_node", "moose_node")
         assert kw["parameters"] == [defaults["params_file"], {"use_sim_time": False, "model": "/m.onnx"}]
         assert dict(kw["remappings"]) == {"image": f"/{camera}/image_raw",
-                                          "image/compressed": f"/{camera}/image_raw/compressed"}
+                                          "image/compressed": f"/{camera}/image_raw/compressed",
+                                          "camera_info": f"/{camera}/camera_info"}
 
 
 def test_launch_files_use_only_documented_launch_api() -> None:

@@ -13,10 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from moose_ros.errors import ConfigError
+from moose_ros.ros import param_sources
 from moose_ros.ros.param_sources import ROS_OWN
 from moose_ros.ros.params import DYNAMIC, PARAMETERS, ParamSpec, config_from_values, plain_value
 
-__all__ = ["declare_model_info", "declare_parameters", "foreign_overrides"]
+__all__ = ["declare_model_info", "declare_parameters", "foreign_overrides", "report_parameters"]
 
 _SPECS = {spec.name: spec for spec in PARAMETERS}
 
@@ -97,4 +99,36 @@ def declare_model_info(node: Any, classes: Sequence[str], colors: Sequence[Seque
         ParameterDescriptor(description="RGB palette of ~/segmentation/color, 3 integers per class",
                             read_only=True),
         ignore_override=True,
+    )
+
+
+def report_parameters(node: Any, values: dict[str, Any], command_line: param_sources.CommandLine) -> None:
+    """Log once which values differ from the defaults and where they came from; warn about params files
+    that apply to no parameter of this node and about foreign keys. A foreign ``-p`` name is an error.
+
+    Raises:
+        ConfigError: a ``-p name:=...`` on the command line that is not a parameter of this node.
+    """
+    fqn = node.get_fully_qualified_name()
+    known = [spec.name for spec in PARAMETERS]
+    reports = [param_sources.read_params_file(path, fqn) for path in command_line.params_files]
+    for report in reports:
+        for warning in report.warnings(fqn, known):
+            node.get_logger().warning(warning)
+    foreign = foreign_overrides(node)
+    typos = [name for name in foreign if name in command_line.cli_params]
+    if typos:
+        raise ConfigError(
+            f"unknown parameter(s) {', '.join(repr(t) for t in typos)} given with -p; known: {', '.join(known)}"
+        )
+    from_files = {name for report in reports for name in report.values}
+    unexplained = [name for name in foreign if name not in from_files]
+    if unexplained:
+        node.get_logger().warning(f"parameter override(s) {', '.join(unexplained)} are not parameters of "
+                                  f"{fqn} (ignored)")
+    defaults = {spec.name: spec.default for spec in PARAMETERS}
+    files = ", ".join(str(p) for p in command_line.params_files) or "none"
+    node.get_logger().info(
+        f"{param_sources.describe_changes(values, defaults, param_sources.sources(command_line, reports))}"
+        f" [params files: {files}]"
     )

@@ -33,11 +33,10 @@ from moose_ros.errors import ConfigError, MooseError
 from moose_ros.ros import cdr, param_sources
 from moose_ros.ros import conversions as conv
 from moose_ros.ros.camera_info import CameraInfoCache, scale_camera_info
-from moose_ros.ros.declare import declare_model_info, declare_parameters, foreign_overrides
+from moose_ros.ros.declare import declare_model_info, declare_parameters, report_parameters
 from moose_ros.ros.diagnostics import CameraStats, build_status
 from moose_ros.ros.model_check import check_model_file
 from moose_ros.ros.params import (
-    PARAMETERS,
     NodeConfig,
     config_from_values,
     operating_range,
@@ -76,21 +75,41 @@ class _Camera:
         self.info_publisher: Any = None
 
 
-class MooseNode(Node):
-    """The ROS 2 adapter around one :class:`~moose_ros.backends.base.Backend` shared by all cameras."""
+class MooseCore:
+    """Everything of the node but its rclpy base class, in steps a lifecycle node can run one transition at a
+    time: :meth:`_declare` (parameters), :meth:`_load` (model), :meth:`_open_outputs` (publishers, worker),
+    :meth:`_open_inputs` (subscriptions, diagnostics) and their inverses. Mixed into an rclpy ``Node``."""
 
-    def __init__(self, *, argv: list[str] | None = None, **kwargs: Any) -> None:
-        """``argv``: the command line the node was started with (default ``sys.argv``), read again to report
-        which params file or ``-p`` set each value; ``kwargs`` go to :class:`rclpy.node.Node`."""
-        super().__init__("moose_node", **kwargs)
+    def _declare(self, argv: list[str] | None) -> None:
+        """Declare and validate the parameters; log where non-default values came from.
+
+        Raises:
+            ConfigError: a bad value (logged as fatal too).
+        """
         self._threshold_logged: set[tuple[str, float, str]] = set()
         self._logged_once: set[str] = set()
+        self._log_times: dict[tuple[str, str], tuple[float, int]] = {}
+        self._cond = threading.Condition()
+        self._active = False
+        self.backend: Any = None
+        self.cameras: list[_Camera] = []
+        self._worker: threading.Thread | None = None
+        self._diag_timer: Any = None
+        self._diag_pub: Any = None
         try:
             values = declare_parameters(self)
-            self._report_parameters(values, param_sources.parse_command_line(sys.argv if argv is None else argv))
+            report_parameters(self, values, param_sources.parse_command_line(sys.argv if argv is None else argv))
             self.config: NodeConfig = config_from_values(values)
-            from moose_ros.backends import make_backend
+        except MooseError as err:
+            self.get_logger().fatal(str(err))
+            raise
+        self.add_on_set_parameters_callback(self._on_set_parameters)
 
+    def _load(self) -> None:
+        """Check and load the model (building a TensorRT engine when that is the backend), then warm it up."""
+        from moose_ros.backends import make_backend
+
+        try:
             self.model_path = _model_path(self.config)
             check_model_file(self.model_path)
             self.backend = make_backend(self.config.backend, self.model_path, threads=self.config.threads)
@@ -99,19 +118,15 @@ class MooseNode(Node):
             self.get_logger().fatal(str(err))
             raise
         meta = self.backend.meta
-        declare_model_info(self, meta.classes, meta.colors)
+        if not self.has_parameter("model_classes"):
+            declare_model_info(self, meta.classes, meta.colors)
         self._palette = palette_lut(meta.colors)
-        self._cond = threading.Condition()
-        self._stopping = False
-        self._next = 0
-        self._log_times: dict[tuple[str, str], tuple[float, int]] = {}
-        reliability = ReliabilityPolicy.RELIABLE if self.config.input_reliability == "reliable" else (
-            ReliabilityPolicy.BEST_EFFORT
-        )
-        in_qos = QoSProfile(depth=self.config.input_depth, history=HistoryPolicy.KEEP_LAST, reliability=reliability)
+        if self.config.warmup:
+            self._warmup()
+
+    def _open_outputs(self) -> None:
+        """Create the cameras, their publishers and the worker thread."""
         out_qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
-        # camera_info is small and must not be overwritten before it is matched to its frame: a deeper history.
-        info_qos = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=reliability)
         self.cameras = [_Camera(name) for name in self.config.cameras]
         for cam in self.cameras:
             for key, (suffix, switch) in OUTPUTS.items():
@@ -119,6 +134,23 @@ class MooseNode(Node):
                     cam.publishers[key] = self.create_publisher(Image, f"~/{cam.prefix}{suffix}", out_qos)
             if self.config.publish_camera_info:
                 cam.info_publisher = self.create_publisher(CameraInfo, f"~/{cam.prefix}camera_info", out_qos)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._stopping = False
+        self._next = 0
+        self._worker = threading.Thread(target=self._work, name="moose_worker", daemon=True)
+        self._worker.start()
+
+    def _open_inputs(self) -> None:
+        """Subscribe the inputs and start diagnostics; frames are processed and published from now on."""
+        reliability = ReliabilityPolicy.RELIABLE if self.config.input_reliability == "reliable" else (
+            ReliabilityPolicy.BEST_EFFORT
+        )
+        in_qos = QoSProfile(depth=self.config.input_depth, history=HistoryPolicy.KEEP_LAST, reliability=reliability)
+        # camera_info is small and must not be overwritten before it is matched to its frame: a deeper history.
+        info_qos = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=reliability)
+        for cam in self.cameras:
+            cam.stats = CameraStats()
+            if self.config.publish_camera_info:
                 cam.subscriptions.append(
                     self.create_subscription(CameraInfo, f"{cam.prefix}camera_info", cam.infos.add, info_qos))
             if self.config.input_transport in ("raw", "both"):
@@ -128,50 +160,53 @@ class MooseNode(Node):
                 cam.subscriptions.append(self.create_subscription(
                     CompressedImage, f"{cam.prefix}image/compressed", lambda m, c=cam: self._on_message(c, m, True),
                     in_qos, raw=True))
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(self.config.diagnostics_period, self._publish_diagnostics)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        if self.config.warmup:
-            self._warmup()
-        self._worker = threading.Thread(target=self._work, name="moose_worker", daemon=True)
-        self._worker.start()
+        self._active = True
+
+    def _close_inputs(self) -> None:
+        """Unsubscribe, stop diagnostics, forget pending frames; a frame in flight is not published."""
+        self._active = False
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = None
+        with self._cond:
+            for cam in self.cameras:
+                for sub in cam.subscriptions:
+                    self.destroy_subscription(sub)
+                cam.subscriptions.clear()
+                cam.pending = None
+
+    def _close_outputs(self) -> None:
+        """Stop the worker and destroy the publishers."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._worker is not None and self._worker.is_alive():
+            self._worker.join(timeout=10.0)
+        self._worker = None
+        for cam in self.cameras:
+            for pub in [*cam.publishers.values(), cam.info_publisher]:
+                if pub is not None:
+                    self.destroy_publisher(pub)
+        if self._diag_pub is not None:
+            self.destroy_publisher(self._diag_pub)
+            self._diag_pub = None
+        self.cameras = []
+
+    def _unload(self) -> None:
+        """Release the backend (and its memory / GPU engine)."""
+        if self.backend is not None:
+            self.backend.close()
+            self.backend = None
+
+    def _log_ready(self) -> None:
+        meta = self.backend.meta
         self.get_logger().info(
             f"ready: backend {self.backend.name}, model {meta.architecture} ({meta.num_classes} classes, "
             f"{meta.num_probes} probes) from {self.model_path}, score {self.score}, "
             f"cameras {[c.name or '(default)' for c in self.cameras]}"
         )
         self._log_operating_point()
-
-    def _report_parameters(self, values: dict[str, Any], command_line: param_sources.CommandLine) -> None:
-        """Log once which values differ from the defaults and where they came from; warn about params files
-        that apply to no parameter of this node and about foreign keys. A foreign ``-p`` name is an error.
-
-        Raises:
-            ConfigError: a ``-p name:=...`` on the command line that is not a parameter of this node.
-        """
-        fqn = self.get_fully_qualified_name()
-        known = [spec.name for spec in PARAMETERS]
-        reports = [param_sources.read_params_file(path, fqn) for path in command_line.params_files]
-        for report in reports:
-            for warning in report.warnings(fqn, known):
-                self.get_logger().warning(warning)
-        foreign = foreign_overrides(self)
-        typos = [name for name in foreign if name in command_line.cli_params]
-        if typos:
-            raise ConfigError(
-                f"unknown parameter(s) {', '.join(repr(t) for t in typos)} given with -p; known: {', '.join(known)}"
-            )
-        from_files = {name for report in reports for name in report.values}
-        unexplained = [name for name in foreign if name not in from_files]
-        if unexplained:
-            self.get_logger().warning(f"parameter override(s) {', '.join(unexplained)} are not parameters of "
-                                      f"{fqn} (ignored)")
-        defaults = {spec.name: spec.default for spec in PARAMETERS}
-        files = ", ".join(str(p) for p in command_line.params_files) or "none"
-        self.get_logger().info(
-            f"{param_sources.describe_changes(values, defaults, param_sources.sources(command_line, reports))}"
-            f" [params files: {files}]"
-        )
 
     def _threshold(self, score: str) -> float:
         """The mask threshold for ``score`` (raw-score units); logs each new value and its source once."""
@@ -205,6 +240,9 @@ class MooseNode(Node):
             return SetParametersResult(successful=True)
         try:
             new = update_config(self.config, changes)
+            if self.backend is None:  # not configured yet (lifecycle): the score is checked at configure
+                self.config = new
+                return SetParametersResult(successful=True)
             score = resolve_score(new, self.backend.meta.scores)
         except ConfigError as err:
             return SetParametersResult(successful=False, reason=str(err))
@@ -264,6 +302,8 @@ class MooseNode(Node):
             cam.stats.on_skipped()
             return
         result = self.backend.infer(np.ascontiguousarray(rgb)[None])
+        if not self._active:  # deactivated while inferring: publish nothing
+            return
         infer_ms = result.timings_ms.get("infer", float("nan"))
         score_name = self.score
         scores = result.anomaly[0] if score_name == self.backend.meta.scores[0] else result.extra_scores[score_name][0]
@@ -333,14 +373,25 @@ class MooseNode(Node):
             self.get_logger().warning(f"warm-up inference at {size[1]}x{size[0]} failed (continuing): {err}")
 
     def close(self) -> None:
-        """Stop the worker, release the backend and destroy the node."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-        if self._worker.is_alive():
-            self._worker.join(timeout=10.0)
-        self.backend.close()
+        """Stop inputs and worker, release the backend and destroy the node."""
+        self._close_inputs()
+        self._close_outputs()
+        self._unload()
         self.destroy_node()
+
+
+class MooseNode(MooseCore, Node):
+    """The ROS 2 adapter around one :class:`~moose_ros.backends.base.Backend` shared by all cameras."""
+
+    def __init__(self, *, argv: list[str] | None = None, **kwargs: Any) -> None:
+        """``argv``: the command line the node was started with (default ``sys.argv``), read again to report
+        which params file or ``-p`` set each value; ``kwargs`` go to :class:`rclpy.node.Node`."""
+        Node.__init__(self, "moose_node", **kwargs)
+        self._declare(argv)
+        self._load()
+        self._open_outputs()
+        self._open_inputs()
+        self._log_ready()
 
 
 def _model_path(config: NodeConfig) -> str:
@@ -358,6 +409,22 @@ def _model_path(config: NodeConfig) -> str:
         ) from err
 
 
+def _node_class(argv: list[str]) -> type:
+    """:class:`MooseNode`, or the lifecycle node when ``managed`` is true for this node on the command line or in a
+    params file that applies to it. Reads every params file once, so a YAML error is one line naming the file."""
+    command_line = param_sources.parse_command_line(argv)
+    fqn = command_line.node_fqn("moose_node")
+    reports = [param_sources.read_params_file(path, fqn) for path in command_line.params_files]
+    managed = command_line.value("managed", reports)
+    if managed is None or managed is False:
+        return MooseNode
+    if managed is not True:
+        raise ConfigError(f"parameter 'managed' = {managed!r} is invalid: expected true or false")
+    from moose_ros.ros.lifecycle import MooseLifecycleNode
+
+    return MooseLifecycleNode
+
+
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``moose_node``; returns the exit status (2 for configuration or model errors).
 
@@ -369,10 +436,9 @@ def main(args: list[str] | None = None) -> int:
         print(usage())
         return 0
     try:
-        for path in param_sources.parse_command_line(argv).params_files:
-            param_sources.read_params_file(path, "/moose_node")
+        node_class = _node_class(argv)
         rclpy.init(args=argv)
-        node = MooseNode(argv=argv)
+        node = node_class(argv=argv)
         try:
             rclpy.spin(node)
         finally:

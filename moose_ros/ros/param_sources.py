@@ -44,16 +44,39 @@ class CommandLine:
     Attributes:
         params_files: ``--params-file`` paths (later files win).
         cli_params: ``-p name:=value`` overrides as raw YAML text (these win over every file).
+        remaps: ``-r from:=to`` rules (``__ns`` and ``__node`` set the node's namespace and name).
     """
 
     params_files: tuple[Path, ...] = ()
     cli_params: Mapping[str, str] = field(default_factory=dict)
+    remaps: Mapping[str, str] = field(default_factory=dict)
+
+    def node_fqn(self, name: str) -> str:
+        """The fully qualified node name rcl gives a node called ``name`` under these remaps."""
+        namespace = self.remaps.get("__ns", "/").rstrip("/")
+        node = self.remaps.get("__node", self.remaps.get("__name", name))
+        return f"{namespace if namespace.startswith('/') or not namespace else '/' + namespace}/{node}"
+
+    def value(self, name: str, reports: Sequence[FileReport]) -> Any:
+        """The value rcl would give parameter ``name``: ``-p`` wins, else the last params file setting it;
+        None when neither does."""
+        if name in self.cli_params:
+            try:
+                return yaml.safe_load(self.cli_params[name])
+            except yaml.YAMLError as err:
+                raise ConfigError(f"-p {name}:={self.cli_params[name]}: not a YAML value ({err})") from err
+        found = None
+        for report in reports:
+            if name in report.values:
+                found = report.values[name]
+        return found
 
 
 def parse_command_line(argv: Sequence[str]) -> CommandLine:
     """Scan the ``--ros-args ... [--]`` sections of ``argv`` for ``--params-file`` and ``-p``/``--param``."""
     files: list[Path] = []
     params: dict[str, str] = {}
+    remaps: dict[str, str] = {}
     in_ros = False
     args = list(argv)
     i = 0
@@ -71,10 +94,15 @@ def parse_command_line(argv: Sequence[str]) -> CommandLine:
             if sep:
                 params[name] = value
             i += 1
+        elif in_ros and arg in ("-r", "--remap") and i + 1 < len(args):
+            source, sep, target = args[i + 1].partition(":=")
+            if sep and ":" not in source:  # node-specific rules (node:from:=to) are not ours to resolve
+                remaps[source] = target
+            i += 1
         elif in_ros and arg in _FLAGS_WITH_VALUE:
             i += 1
         i += 1
-    return CommandLine(tuple(files), params)
+    return CommandLine(tuple(files), params, remaps)
 
 
 def key_matches(key: str, node_fqn: str) -> bool:

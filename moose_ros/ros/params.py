@@ -52,6 +52,8 @@ class ParamSpec:
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("model", "", "fused-graph .onnx path; empty = the bundled models/moose_synthstreet.onnx"),
     ParamSpec("backend", "auto", f"inference backend: {', '.join(BACKENDS)}"),
+    ParamSpec("managed", False, "lifecycle node: configure loads the model, activate subscribes and publishes, "
+              "deactivate stops, cleanup frees the backend"),
     ParamSpec("threads", 0, "CPU threads for the backend; 0 = backend default", 0, 1024),
     ParamSpec("score", "", "exported score to publish on ~/anomaly; empty = the model's first score"),
     ParamSpec("threshold", math.nan, "~/anomaly/mask is 255 where the raw score > threshold; .nan (unset) = the "
@@ -92,6 +94,7 @@ class NodeConfig:
 
     model: str = ""
     backend: str = "auto"
+    managed: bool = False
     threads: int | None = None
     score: str = ""
     threshold: float | None = None
@@ -190,6 +193,7 @@ def _build(values: Mapping[str, Any]) -> NodeConfig:
     return NodeConfig(
         model=_string("model", v["model"]),
         backend=_string("backend", v["backend"], BACKENDS),
+        managed=_bool("managed", v["managed"]),
         threads=threads if threads > 0 else None,
         score=_string("score", v["score"]),
         threshold=_threshold(v["threshold"]),

@@ -1,0 +1,66 @@
+"""``moose_node`` as a managed (lifecycle) node: ``managed: true``.
+
+Transitions (lifecycle_msgs services ``~/change_state``, ``~/get_state``; ``ros2 lifecycle set /moose_node ...``):
+
+- configure: load and check the model (TensorRT builds or loads its engine here), warm up, create the publishers
+  and the worker thread. A model or parameter error fails the transition (the node stays unconfigured).
+- activate: subscribe the inputs and start ``/diagnostics``; frames are processed and published.
+- deactivate: unsubscribe and stop diagnostics; a frame in flight is not published.
+- cleanup: stop the worker, destroy the publishers and free the backend (memory, GPU engine).
+- shutdown: all of the above from any state.
+
+Parameters are declared when the process starts, so they can be read and set before configure. Uses the
+``rclpy.lifecycle`` API of Humble.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
+
+from moose_ros.errors import MooseError
+from moose_ros.ros.node import MooseCore
+
+__all__ = ["MooseLifecycleNode"]
+
+
+class MooseLifecycleNode(MooseCore, LifecycleNode):
+    """:class:`~moose_ros.ros.node.MooseNode`'s work, one lifecycle transition at a time."""
+
+    def __init__(self, *, argv: list[str] | None = None, **kwargs: Any) -> None:
+        LifecycleNode.__init__(self, "moose_node", **kwargs)
+        self._declare(argv)
+        self.get_logger().info("managed node, unconfigured: configure loads the model, activate starts processing")
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        try:
+            self._load()
+        except MooseError:  # already logged as fatal, naming the parameter or file
+            self._unload()
+            return TransitionCallbackReturn.FAILURE
+        self._open_outputs()
+        self._log_ready()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self._open_inputs()
+        self.get_logger().info("active: subscribed, processing")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._close_inputs()
+        self.get_logger().info("inactive: unsubscribed, nothing published")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._close_outputs()
+        self._unload()
+        self.get_logger().info("unconfigured: backend released")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._close_inputs()
+        self._close_outputs()
+        self._unload()
+        return TransitionCallbackReturn.SUCCESS
