@@ -3,7 +3,9 @@
 Readers are sorted, deterministic :class:`~collections.abc.Sequence` objects of :class:`SegSample`
 (``image`` uint8 [H, W, 3] RGB, ``label`` uint8 [H, W] train ids, 255 = ignore) or :class:`OodSample`
 (``ood`` uint8 [H, W]: 0 in-distribution, 1 anomaly, 255 void). :func:`open_dataset` picks one by name.
-A wrong root or a missing file raises :class:`~moose_ros.errors.DatasetError` naming the path and layout.
+A wrong root or a missing file raises :class:`~moose_ros.errors.DatasetError` naming the path and layout; so do
+a corrupt or oversized image (:mod:`moose_ros.data.imageio`, the one decoder every reader uses) and a label value
+outside the layout's documented set (Fishyscapes 0/1/255, LostAndFound 0-254), with the values and pixel counts.
 SynthStreet (:mod:`moose_ros.data.synth`) writes the Cityscapes, LostAndFound and Fishyscapes layouts.
 """
 
