@@ -20,9 +20,12 @@ import numpy as np
 
 from moose_ros.errors import MessageError
 
-__all__ = ["CdrCompressed", "CdrImage", "parse_compressed", "parse_image", "serialize_image"]
+__all__ = ["CdrCompressed", "CdrImage", "parse_any", "parse_compressed", "parse_image", "serialize_image"]
 
 _ENCODINGS = {np.dtype(np.uint8): ("mono8", 1), np.dtype(np.float32): ("32FC1", 4)}
+#: Encapsulation ids (second header byte) read here: CDR (XCDR1) and PLAIN_CDR2 (XCDR2), big / little endian.
+#: For Image and CompressedImage (final types, no field wider than 4 bytes) their layouts are identical.
+FAST_ENCAPSULATIONS = (0x00, 0x01, 0x06, 0x07)
 
 
 @dataclass(frozen=True)
@@ -64,9 +67,12 @@ class CdrCompressed:
 class _Reader:
     def __init__(self, raw: bytes | memoryview, what: str) -> None:
         self.raw, self.what = memoryview(raw).cast("B"), what
-        if len(self.raw) < 4 or self.raw[0] != 0 or self.raw[1] not in (0, 1):
-            raise self.error(f"not a CDR buffer (encapsulation header {bytes(self.raw[:4]).hex() or 'missing'})")
-        self.order = "<" if self.raw[1] == 1 else ">"
+        if len(self.raw) < 4 or self.raw[0] != 0 or self.raw[1] not in FAST_ENCAPSULATIONS:
+            err = self.error(f"encapsulation {bytes(self.raw[:4]).hex() or 'missing'} is not one the fast parser "
+                             "reads")
+            err.reason = "encapsulation"  # type: ignore[attr-defined]
+            raise err
+        self.order = "<" if self.raw[1] & 1 else ">"
         self.pos = 4
 
     def error(self, text: str) -> MessageError:
@@ -156,3 +162,36 @@ def serialize_image(stamp_sec: int, stamp_nanosec: int, frame_id: str, array: np
     buf.extend(struct.pack("<II", width * pixel_bytes, array.nbytes))
     return b"".join((buf, memoryview(array).cast("B")))
 
+
+def parse_any(raw: bytes | memoryview, compressed: bool) -> CdrImage | CdrCompressed:
+    """:func:`parse_image` / :func:`parse_compressed`, or, for an encapsulation the fast parser does not read
+    (e.g. delimited or parameter-list XCDR2 from another RMW), rclpy's own deserialisation of the same bytes.
+
+    Raises:
+        MessageError: the buffer is malformed (``reason`` ``"cdr"``), or rclpy cannot deserialise it either.
+    """
+    try:
+        return parse_compressed(raw) if compressed else parse_image(raw)
+    except MessageError as err:
+        if getattr(err, "reason", "") != "encapsulation":
+            raise
+    return _parse_with_rclpy(bytes(raw), compressed)
+
+
+def _parse_with_rclpy(raw: bytes, compressed: bool) -> CdrImage | CdrCompressed:
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import CompressedImage, Image
+
+    what = "CompressedImage" if compressed else "Image"
+    try:
+        msg = deserialize_message(raw, CompressedImage if compressed else Image)
+    except Exception as err:  # rclpy raises RCLError / RuntimeError / ... for undecodable buffers
+        error = MessageError(f"{what}: cannot deserialise (encapsulation {raw[:4].hex()}): {err}")
+        error.reason = "cdr"  # type: ignore[attr-defined]
+        raise error from err
+    data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
+    stamp = msg.header.stamp
+    if compressed:
+        return CdrCompressed(stamp.sec, stamp.nanosec, msg.header.frame_id, msg.format, data)
+    return CdrImage(stamp.sec, stamp.nanosec, msg.header.frame_id, msg.height, msg.width, msg.encoding,
+                    msg.is_bigendian, msg.step, data)

@@ -290,11 +290,10 @@ class MooseCore:
 
     def _process(self, cam: _Camera, raw: bytes, compressed: bool) -> None:
         config = self.config
-        if compressed:
-            msg: cdr.CdrImage | cdr.CdrCompressed = cdr.parse_compressed(raw)
+        msg = cdr.parse_any(raw, compressed)
+        if isinstance(msg, cdr.CdrCompressed):
             rgb = conv.compressed_to_rgb(msg.data, max_pixels=config.max_pixels)
         else:
-            msg = cdr.parse_image(raw)
             rgb = conv.decode_image(msg.data, msg.height, msg.width, msg.step, msg.encoding,
                                     max_pixels=config.max_pixels)
         wanted = {key: pub for key, pub in cam.publishers.items() if pub.get_subscription_count() > 0}
