@@ -59,6 +59,7 @@ OUTPUTS = {
     "overlay": ("anomaly/overlay", "publish_overlay"),
 }
 _LOG_EVERY_S = 10.0
+_PROGRESS_EVERY_S = 10.0
 
 
 class _Camera:
@@ -112,7 +113,7 @@ class MooseCore:
         try:
             self.model_path = _model_path(self.config)
             check_model_file(self.model_path)
-            self.backend = make_backend(self.config.backend, self.model_path, threads=self.config.threads)
+            self.backend = self._make_backend_logged(make_backend)
             self.score = resolve_score(self.config, self.backend.meta.scores)
         except MooseError as err:
             self.get_logger().fatal(str(err))
@@ -123,6 +124,31 @@ class MooseCore:
         self._palette = palette_lut(meta.colors)
         if self.config.warmup:
             self._warmup()
+
+    def _make_backend_logged(self, make_backend: Any) -> Any:
+        """``make_backend`` in a helper thread, logging progress every ``_PROGRESS_EVERY_S`` seconds (a first
+        TensorRT engine build takes minutes on a Jetson; the node must not look hung meanwhile)."""
+        outcome: dict[str, Any] = {}
+
+        def load() -> None:
+            try:
+                outcome["backend"] = make_backend(self.config.backend, self.model_path, threads=self.config.threads)
+            except BaseException as err:  # re-raised below in the node's thread
+                outcome["error"] = err
+
+        worker = threading.Thread(target=load, name="moose_load", daemon=True)
+        start = time.monotonic()
+        worker.start()
+        what = "building engine / loading" if self.config.backend in ("auto", "tensorrt") else "loading"
+        while True:
+            worker.join(_PROGRESS_EVERY_S)
+            if not worker.is_alive():
+                break
+            self.get_logger().info(f"{what} {self.model_path} with backend {self.config.backend} ... "
+                                   f"({time.monotonic() - start:.0f} s)")
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["backend"]
 
     def _open_outputs(self) -> None:
         """Create the cameras, their publishers and the worker thread."""
