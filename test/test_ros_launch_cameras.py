@@ -33,7 +33,7 @@ class _Config:
         return context[self.name]
 
 
-def _load_with_stand_ins(monkeypatch: pytest.MonkeyPatch, share: Path) -> types.ModuleType:
+def _load_with_stand_ins(monkeypatch: pytest.MonkeyPatch, share: Path, launch: Path = LAUNCH) -> types.ModuleType:
     stubs = {
         "ament_index_python": types.ModuleType("ament_index_python"),
         "ament_index_python.packages": types.SimpleNamespace(get_package_share_directory=lambda _: str(share)),
@@ -45,7 +45,7 @@ def _load_with_stand_ins(monkeypatch: pytest.MonkeyPatch, share: Path) -> types.
     }
     for name, module in stubs.items():
         monkeypatch.setitem(sys.modules, name, module)
-    spec = importlib.util.spec_from_file_location("moose_cameras_launch", LAUNCH)
+    spec = importlib.util.spec_from_file_location(launch.stem.replace(".", "_"), launch)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
@@ -69,6 +69,21 @@ def test_one_node_per_camera_namespace(monkeypatch: pytest.MonkeyPatch, tmp_path
         assert dict(kw["remappings"]) == {"image": f"/{camera}/image_raw",
                                           "image/compressed": f"/{camera}/image_raw/compressed",
                                           "camera_info": f"/{camera}/camera_info"}
+
+
+@pytest.mark.parametrize(("image", "info"), [("/camera/image_raw", "/camera/camera_info"), ("image", "camera_info"),
+                                             ("/image_raw", "camera_info")])
+def test_single_node_launch_remaps_camera_info_beside_image(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                           image: str, info: str) -> None:
+    module = _load_with_stand_ins(monkeypatch, tmp_path / "share", REPO / "launch" / "moose.launch.py")
+    actions = module.generate_launch_description().args[0]
+    defaults = {a.args[0]: a.kwargs["default_value"] for a in actions if a.args and isinstance(a.args[0], str)}
+    (opaque,) = [a for a in actions if "function" in a.kwargs]
+    (node,) = opaque.kwargs["function"](dict(defaults, image=image, namespace="front"))
+    assert dict(node.kwargs["remappings"]) == {"image": image, "image/compressed": f"{image}/compressed",
+                                               "camera_info": info}
+    assert node.kwargs["parameters"][0].name == "params_file"  # a substitution launch_ros resolves
+    assert defaults["params_file"] == str(tmp_path / "share" / "config" / "moose.yaml")
 
 
 def test_launch_files_use_only_documented_launch_api() -> None:
