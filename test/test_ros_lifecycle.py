@@ -79,4 +79,4 @@ def test_lifecycle_transitions(tmp_path: Path, ros_domain: int, ros_env: dict[st
         assert _answers(t, 4, 15.0)
     finally:
         t.close()
-        assert launcher.stop(proc) == 0, launcher.log_tail(log_path)
+        assert launcher.stop(proc, timeout_s=30.0) == 0, launcher.log_tail(log_path)
