@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -55,7 +54,6 @@ def test_scanner_catches_the_kilted_context_manager() -> None:
 @pytest.mark.parametrize("flag", ["--help", "-h"])
 def test_help_prints_usage_without_starting_ros(tmp_path: Path, ros_env: dict[str, str], flag: str) -> None:
     env = dict(ros_env, ROS_LOG_DIR=str(tmp_path / "ros_logs"))
-    start = time.monotonic()
     out = subprocess.run([sys.executable, "-m", "moose_ros.ros.node", flag], env=env, capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -65,7 +63,6 @@ def test_help_prints_usage_without_starting_ros(tmp_path: Path, ros_env: dict[st
     assert "[0.0, 1.0]" in out.stdout and ".nan" in out.stdout and "__ns:=/front" in out.stdout
     assert "~/anomaly/mask" in out.stdout
     assert not (tmp_path / "ros_logs").exists()  # rclpy.init never ran (it creates the log directory)
-    assert time.monotonic() - start < 30
 
 
 def test_params_file_with_yaml_error_is_one_line(tmp_path: Path, ros_env: dict[str, str]) -> None:
