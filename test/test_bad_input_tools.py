@@ -4,6 +4,7 @@ new report."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ from test_bad_input_common import REPO, assert_refused, listing, moose, passthro
 from moose_ros.bag.from_dataset import write_bag
 from moose_ros.bag.messages import IMAGE_TYPE, image_msg, serialize, typestore
 from moose_ros.data import FishyscapesLafDataset
+from moose_ros.errors import ConfigError
+from moose_ros.tools.bag import seconds_to_ns
 
 CHECKPOINT = REPO / "models" / "moose_synthstreet.pt"
 
@@ -83,13 +86,21 @@ def test_bag_evaluate_invalid_topic_in_bag_starts_no_node(world: dict[str, Path]
 
 @pytest.mark.parametrize(("start", "rate", "words"),
                          [("3e9", "10", ("--start-time '3e9'", "2147483648")),
-                          ("-1", "10", ("--start-time '-1'",)), ("soon", "10", ("not a number of seconds",)),
                           ("2147483647", "0.5", ("frame 1", "2147483647 s"))])
 def test_from_dataset_start_time_out_of_int32(world: dict[str, Path], tmp_path: Path, start: str, rate: str,
                                               words: tuple[str, ...]) -> None:
     """Row 9: stamps past int32 seconds (was a struct.error traceback) are refused before writing."""
     _refused(tmp_path, ["bag", "from-dataset", "--dataset", "fishyscapes", "--root", str(world["root"]), "-o",
                         "out.bag", f"--start-time={start}", "--rate", rate, "--no-progress"], *words)
+
+
+@pytest.mark.parametrize(("text", "words"), [("-1", "--start-time '-1'"), ("soon", "not a number of seconds"),
+                                             ("inf", "2147483648"), ("2147483648", "2147483648")])
+def test_start_time_parser_names_the_range(text: str, words: str) -> None:
+    """Row 9 on the real parser (pure parsing): negative, non-numeric, infinite and past-int32 starts."""
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        seconds_to_ns(text)
+    assert seconds_to_ns("2147483647.999999999") == 2147483647_999999999
 
 
 @pytest.mark.parametrize(("size", "words"), [("abc", ("--input-size", "HxW", "'abc'")),
