@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from test_ros_support import Harness, image_array, raw_image_msg, scene_image, tiny_fused_onnx
+from test_ros_support import CLASSES, COLORS, Harness, image_array, raw_image_msg, scene_image, tiny_fused_onnx
 
 from moose_ros.resources import config_path
 from moose_ros.ros import launcher
@@ -111,11 +111,13 @@ def test_user_file_values_arrive_and_misfits_are_warned(tmp_path: Path, ros_doma
         "/**": {"ros__parameters": {"camera_fps": 30}},  # a shared file: another node's key
     })
     old_shape = _write(tmp_path / "old.yaml", {"moose_node": {"ros__parameters": {"threshold": 5.0}}})
-    names = ["score", "threshold", "colormap", "output_size", "publish_overlay", "score_range", "threads"]
+    names = ["score", "threshold", "colormap", "output_size", "publish_overlay", "score_range", "threads",
+             "model_classes", "model_colors"]
     values, outs, log = _run(tmp_path, ros_domain, ros_env, [config_path("moose.yaml"), user, old_shape], names,
                              ("anomaly", "anomaly/mask", "segmentation"))
     assert values == {"score": "msp", "threshold": -0.5, "colormap": "jet", "output_size": [24, 30],
-                      "publish_overlay": False, "score_range": [-1.0, -0.2], "threads": 1}
+                      "publish_overlay": False, "score_range": [-1.0, -0.2], "threads": 1,
+                      "model_classes": list(CLASSES), "model_colors": [v for rgb in COLORS for v in rgb]}
     assert outs["_overlay_publishers"] == 0
     scores = image_array(outs["anomaly"])
     assert scores.shape == (24, 30) and scores.max() < 0  # msp: -max softmax
