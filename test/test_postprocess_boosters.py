@@ -91,3 +91,25 @@ def test_road_gated_scores_take_the_image_minimum_outside() -> None:
     raw, gated = maps["max_logit"][0].numpy(), maps["max_logit_road"][0].numpy()
     np.testing.assert_array_equal(gated[region], raw[region])
     np.testing.assert_allclose(gated[~region], raw.min())
+
+
+def test_boosters_export_and_match_torch_in_onnxruntime(tmp_path) -> None:
+    """Boundary suppression + road gate in the fused graph: TensorRT-checked export, ORT == eager torch."""
+    from test_export_fused import random_images, tiny_model
+
+    from moose_ros.backends.onnxruntime import OnnxRuntimeBackend
+    from moose_ros.export import FusedMoose, export_onnx
+
+    fused = FusedMoose(
+        tiny_model(), scores=("entropy",), input_size=(64, 96), boundary=BoundarySuppression(), road_classes=(0, 1)
+    )
+    assert fused.output_names == ["labels", "anomaly", "anomaly_entropy_road"]
+    path = tmp_path / "boost.onnx"
+    meta = export_onnx(fused, path)
+    assert meta.scores == ("entropy", "entropy_road") and meta.extra["postprocess"]["road_classes"] == [0, 1]
+    images = random_images(1, 128, 192, seed=7)
+    result = OnnxRuntimeBackend(path, threads=1).infer(images)
+    with torch.no_grad():
+        _, raw, gated = (t.numpy() for t in fused(torch.from_numpy(images)))
+    for got, want in ((result.anomaly, raw), (result.extra_scores["entropy_road"], gated)):
+        assert np.abs(got - want).max() <= 1e-3 * float(np.ptp(want)) + 1e-5
