@@ -10,6 +10,9 @@ from test_ros_support import Harness, raw_image_msg, scene_image, stamp, tiny_fu
 
 from moose_ros.ros import launcher
 
+#: Seconds a node may take to come up (imports and model load take minutes on a starved CPU).
+START_S = 240.0
+
 pytestmark = pytest.mark.ros
 
 K = [500.0, 0.0, 32.0, 0.0, 480.0, 24.0, 0.0, 0.0, 1.0]
@@ -43,7 +46,7 @@ def test_camera_info_scaled_to_output_size(tmp_path: Path, ros_domain: int, ros_
     try:
         tester.subscribe_outputs(suffixes=("anomaly",))
         launcher.wait_for_topic(tester.node, "/moose_node/camera_info", proc=proc, log_path=log_path,
-                                executor=tester.executor)
+                                executor=tester.executor, timeout_s=START_S)
         tester.publish("camera_info", _info(10, fx=700.0))  # creates the publisher; may go before discovery
         assert tester.spin_until(lambda: tester._pubs["camera_info"].get_subscription_count() > 0, 10.0)
         tester.spin_for(0.5)

@@ -17,6 +17,9 @@ import pytest
 
 from moose_ros.ros import launcher
 
+#: Seconds a node may take to come up (imports and model load take minutes on a starved CPU).
+START_S = 240.0
+
 pytestmark = pytest.mark.ros
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,7 +81,7 @@ def test_colcon_build_and_run_from_install(tmp_path: Path, ros_domain: int, ros_
     tester = Harness(ros_domain)
     try:
         launcher.wait_for_topic(tester.node, "/moose_node/anomaly", proc=proc, log_path=log_path,
-                                executor=tester.executor, settle_s=0.0)
+                                executor=tester.executor, timeout_s=START_S, settle_s=0.0)
     finally:
         tester.close()
         assert launcher.stop(proc) == 0, launcher.log_tail(log_path)

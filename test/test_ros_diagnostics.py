@@ -10,6 +10,9 @@ from test_ros_support import Harness, raw_image_msg, scene_image, tiny_fused_onn
 
 from moose_ros.ros import launcher
 
+#: Seconds a node may take to come up (imports and model load take minutes on a starved CPU).
+START_S = 240.0
+
 pytestmark = pytest.mark.ros
 
 OK, STALE = b"\x00", b"\x03"
@@ -23,7 +26,7 @@ def test_camera_without_input_goes_stale(tmp_path: Path, ros_domain: int, ros_en
     tester = Harness(ros_domain)
     try:
         launcher.wait_for_topic(tester.node, "/moose_node/rear/anomaly", proc=proc, log_path=log_path,
-                                executor=tester.executor, settle_s=0.5)
+                                executor=tester.executor, timeout_s=START_S, settle_s=0.5)
         frame = raw_image_msg(scene_image(16, 24), "rgb8", frame_id="front", sec=1)
         end = time.monotonic() + 2.0
         while time.monotonic() < end:  # feed front only, 10 Hz

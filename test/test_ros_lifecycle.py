@@ -15,7 +15,7 @@ pytestmark = pytest.mark.ros
 
 def _call(t: Harness, srv_type: Any, name: str, request: Any) -> Any:
     client = t.node.create_client(srv_type, name)
-    assert t.spin_until(client.service_is_ready, 30.0), name
+    assert t.spin_until(client.service_is_ready, 240.0), name  # the first call waits for the node to start
     future = client.call_async(request)
     assert t.spin_until(future.done, 60.0), name
     t.node.destroy_client(client)

@@ -20,6 +20,9 @@ from test_ros_support import CLASSES, COLORS, Harness, image_array, raw_image_ms
 from moose_ros.resources import config_path
 from moose_ros.ros import launcher
 
+#: Seconds a node may take to come up (imports and model load take minutes on a starved CPU).
+START_S = 240.0
+
 pytestmark = pytest.mark.ros
 
 NODE = "/front/moose_node"
@@ -69,7 +72,7 @@ def _run(tmp_path: Path, domain: int, env: dict[str, str], params_files: list[Pa
     try:
         tester.subscribe_outputs(f"{NODE}/", suffixes)
         launcher.wait_for_topic(tester.node, f"{NODE}/anomaly", proc=proc, log_path=log_path,
-                                executor=tester.executor)
+                                executor=tester.executor, timeout_s=START_S)
         values = _get_parameters(tester, names)
         tester.publish("/camera/image_raw", raw_image_msg(scene_image(36, 48, seed=2), "rgb8", frame_id="f", sec=7))
         outs = tester.wait_outputs(7_000_000_000, prefix=f"{NODE}/", suffixes=suffixes)

@@ -23,6 +23,9 @@ from moose_ros.dds import allocate_domain_id, loopback_env
 from moose_ros.ros import launcher
 from moose_ros.visualize import colormap, normalize_scores, overlay_heatmap
 
+#: Seconds a node may take to come up (imports and model load take minutes on a starved CPU).
+START_S = 240.0
+
 pytestmark = [pytest.mark.ros, pytest.mark.usefixtures("torch_threads")]
 
 SIZE = (40, 56)
@@ -93,7 +96,7 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     try:
         tester.subscribe_outputs()
         launcher.wait_for_topic(tester.node, "/moose_node/anomaly", proc=proc, log_path=log_path,
-                                executor=tester.executor)
+                                executor=tester.executor, timeout_s=START_S)
         yield Session(tester, proc, log_path, threshold, value_range)
     finally:
         tester.close()
