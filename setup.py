@@ -15,6 +15,7 @@ ROS_WHEELS = [
     "ros-kilted-sensor-msgs",
     "ros-kilted-std-msgs",
     "ros-kilted-diagnostic-msgs",
+    "ros-kilted-lifecycle-msgs",
     "ros-kilted-rcl-interfaces",
     "ros-kilted-builtin-interfaces",
     "ros-kilted-ament-index-python",
