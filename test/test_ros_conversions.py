@@ -165,9 +165,13 @@ def test_cdr_rejects_garbage() -> None:
     from moose_ros.ros import cdr
 
     raw = serialize_message(raw_image_msg(scene_image(4, 4), "rgb8", frame_id="cam", sec=1))
-    for bad in (b"", b"\x07\x07\x00\x00abcd", raw[:40], raw[:-1]):
+    for bad in (raw[:40], raw[:-1]):
         with pytest.raises(MessageError) as info:
             cdr.parse_image(bad)
         assert info.value.reason == "cdr"
+    for bad in (b"", b"\x07\x07\x00\x00abcd"):  # no CDR encapsulation rclpy could read either
+        with pytest.raises(MessageError) as info:
+            cdr.parse_image(bad)
+        assert info.value.reason == "encapsulation"
     with pytest.raises(MessageError):
         cdr.serialize_image(0, 0, "x", np.zeros((2, 2), np.int16))
