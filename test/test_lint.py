@@ -1,4 +1,4 @@
-"""Code standards that CI enforces: ruff-clean, and the layer rules' lazy imports (see DESIGN.md)."""
+"""Code standards that CI enforces: ruff-clean, and lazy imports per layer (layers: docs/INTERFACES.md)."""
 
 from __future__ import annotations
 
