@@ -29,29 +29,28 @@ HEAD_SETS: tuple[str, ...] = ("moose", "global")
 
 
 def best_f1_threshold(scores: np.ndarray, anomaly: np.ndarray) -> dict[str, float]:
-    """Threshold maximising pixel F1 of ``scores > threshold``.
+    """Threshold maximising pixel F1 of ``scores > threshold`` (the node's mask rule).
 
     Args:
         scores: float32 [P] scores of valid pixels (higher = more anomalous).
         anomaly: bool [P], True for anomaly pixels (at least one).
 
     Returns:
-        ``{"threshold", "f1", "precision", "recall"}``; the threshold lies halfway between the last score
-        flagged and the next lower one, so ties are never split.
+        ``{"threshold", "f1", "precision", "recall"}``. The F1-best cut of the metrics' precision-recall curve
+        flags ``score >= t_k``; the returned threshold lies halfway between ``t_k`` and the next lower distinct
+        score, so ``score > threshold`` flags exactly the same pixels and ties are never split.
     """
-    order = np.argsort(-scores, kind="stable")
-    s = scores[order].astype(np.float64)
-    tp = np.cumsum(anomaly[order], dtype=np.float64)
-    positives = float(tp[-1])
-    if positives == 0:
+    from moose_ros.metrics.curves import best_f1_threshold as curve_best_f1
+    from moose_ros.metrics.curves import curve_from_scores
+
+    if not anomaly.any():
         raise ValueError("best_f1_threshold: no anomaly pixel")
-    last = np.r_[s[1:] != s[:-1], True]  # cut only between distinct values
-    k = np.flatnonzero(last)
-    f1 = 2.0 * tp[k] / (k + 1.0 + positives)
-    i = int(k[int(np.argmax(f1))])
-    below = s[i + 1] if i + 1 < len(s) else s[i] - 1.0
-    return {"threshold": float((s[i] + below) / 2.0), "f1": float(f1.max()),
-            "precision": float(tp[i] / (i + 1.0)), "recall": float(tp[i] / positives)}
+    curve = curve_from_scores(scores, anomaly)
+    t_k, f1 = curve_best_f1(curve)
+    k = int(np.flatnonzero(curve.thresholds == t_k)[0])
+    below = curve.thresholds[k + 1] if k + 1 < len(curve.thresholds) else t_k - 1.0
+    return {"threshold": float((t_k + below) / 2.0), "f1": f1,
+            "precision": float(curve.precision()[k]), "recall": float(curve.recall()[k])}
 
 
 @torch.no_grad()
