@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(VENV)/bin/moose demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -ra test
+	MOOSE_REQUIRE_LINT=1 $(PY) -m pytest -q -ra test
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check moose_ros test launch setup.py

@@ -61,7 +61,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ensemble_sessions": {},
     "moose_exact": {"heads": "moose", "scores": ("max_logit",), "score_resolution": "full"},
     "moose_before": {"heads": "moose", "scores": ("max_logit",)},
+    # post-processing variants of the score (checkpoint runs; sml needs `moose calibrate` first)
+    "moose_entropy": {"heads": "moose", "scores": ("entropy",)},
+    "moose_sml": {"heads": "moose", "scores": ("sml",)},
+    "moose_sml_bs": {"heads": "moose", "scores": ("sml",), "boundary": True},
+    "moose_sml_bs_road": {"heads": "moose", "scores": ("sml",), "boundary": True, "road": True},
+    "moose_entropy_bs_road": {"heads": "moose", "scores": ("entropy",), "boundary": True, "road": True},
 }
+#: The score variants compared by ``moose bench infer --variants score`` (extra graph time over max-logit).
+SCORE_VARIANTS = ("moose", "moose_entropy", "moose_sml", "moose_sml_bs", "moose_sml_bs_road", "moose_entropy_bs_road")
 #: Default variants (the two of the post-processing comparison are opt-in).
 DEFAULT_VARIANTS = ("global", "moose", "moose_entropy_feature", "moose_entropy_full", "ensemble", "ensemble_sessions")
 #: (ratio name, numerator, denominator)
@@ -72,6 +80,7 @@ RATIOS = (
     ("entropy full/feature", "moose_entropy_full", "moose_entropy_feature"),
     ("before/moose", "moose_before", "moose"),
     ("exact/moose", "moose_exact", "moose"),
+    *((f"{v.removeprefix('moose_')}/moose", v, "moose") for v in SCORE_VARIANTS[1:]),
 )
 #: Targets on the ONNX Runtime CPU backend: (ratio, architecture or "*", comparison, bound)
 TARGETS = (
@@ -170,11 +179,24 @@ def _make_fused(config: BenchConfig, variant: str, model: Any, members: list[Any
     options = {**VARIANTS[variant], **kwargs}
     if config.scores is not None:
         options["scores"] = config.scores
+    options.update(_score_options(options, getattr(model, "checkpoint_meta", None)))
     if variant == "ensemble":
         return FusedEnsemble(members, **options).eval()
     if variant == "moose_before":
         return before_fused_class(config.baseline_rev)(model, **options).eval()
     return FusedMoose(model, **options).eval()
+
+
+def _score_options(options: dict[str, Any], meta: Any) -> dict[str, Any]:
+    """FusedMoose options of a score variant: SML statistics, boundary suppression, the road gate."""
+    from moose_ros.export.onnx_export import class_ids, sml_from_meta
+    from moose_ros.export.postprocess import BoundarySuppression
+
+    out: dict[str, Any] = {"boundary": BoundarySuppression() if options.get("boundary") else None}
+    out["road_classes"] = class_ids(("road", "sidewalk"), meta) if options.pop("road", False) else None
+    if "sml" in options["scores"]:
+        out["sml"] = sml_from_meta(meta, options.get("heads", "moose"))
+    return out
 
 
 def _export_variants(config: BenchConfig, arch: str, folder: Path) -> tuple[dict[str, Any], dict[str, int]]:

@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from moose_ros.errors import ConfigError
@@ -24,17 +24,63 @@ from moose_ros.errors import ConfigError
 __all__ = [
     "REPORT_DIRS",
     "REPORT_FILES",
+    "atomic_write_bytes",
     "check_new_dir",
     "check_output_dir",
     "check_output_file",
     "check_report_dir",
     "staged_dir",
+    "write_text_atomic",
 ]
 
 #: files a report directory holds (``moose eval``, ``moose bag evaluate``)
 REPORT_FILES: frozenset[str] = frozenset({"report.md", "report.json", "pr_curves.png"})
 #: sub-directories of a report and the file names each may hold (None: anything, e.g. node and ROS logs)
 REPORT_DIRS: dict[str, re.Pattern[str] | None] = {"gallery": re.compile(r"\d{3}\.png"), "logs": None}
+
+
+def atomic_write_bytes(
+    path: str | os.PathLike[str],
+    data: bytes,
+    *,
+    mode: int = 0o644,
+    before_replace: Callable[[Path], None] | None = None,
+) -> None:
+    """Write ``data`` to ``path`` so that ``path`` always holds either its old or its new complete content.
+
+    Writes a temporary file in the same folder, flushes and fsyncs it, ``os.replace``s it over ``path`` and fsyncs
+    the folder; the file gets ``mode`` (mkstemp creates 0o600; other users and services read caches and models
+    too). ``before_replace(tmp_path)`` is called between the fsync and the rename (tests use it to simulate a
+    crash there). The temporary file is removed if anything fails.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        if before_replace is not None:
+            before_replace(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    with contextlib.suppress(OSError):  # not every filesystem lets a directory be fsync'ed
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """:func:`atomic_write_bytes` of UTF-8 ``text``."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _blocking_parent(path: Path) -> Path | None:

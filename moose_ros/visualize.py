@@ -203,6 +203,7 @@ def overlay_heatmap(
 
 
 def threshold_mask(scores: np.ndarray, threshold: float) -> np.ndarray:
-    """uint8 [H, W]: 255 where ``scores > threshold`` (anomalous), else 0."""
-    mask = np.asarray(scores) > threshold
+    """uint8 [H, W]: 255 where ``scores > threshold`` (anomalous), else 0; compared in the scores' float type."""
+    scores = np.asarray(scores)
+    mask = scores > scores.dtype.type(threshold)
     return mask.view(np.uint8) * np.uint8(255)

@@ -5,6 +5,8 @@ A tiny MOoSe network is exported with ``export_onnx`` carrying an operating poin
 The node runs with the shipped config/moose.yaml, whose ``threshold`` is ``.nan`` (unset): the mask must use the
 model's max-logit threshold, fall back to 0.0 (logged once) after a run-time switch to msp, follow an explicit
 ``threshold`` and return to the model's value when it is set back to NaN; the overlay range follows ``score``.
+The graph also carries road-gated scores (``--road-gate``): with ``roi: road`` the mask thresholds the gated
+``max_logit_road`` at its own operating point while ``~/anomaly`` stays the ungated score.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ SIZE = (40, 56)
 MSP_RANGE = [-0.9, -0.3]
 
 
+#: Classes of the tiny model's drivable area (its road gate).
+ROAD = (0, 1)
+
+
 def _export(path: Path, rgb: np.ndarray) -> tuple[float, list[float]]:
     """Export the model with an operating point; returns (max-logit threshold, max-logit display range)."""
     import torch
@@ -43,20 +49,24 @@ def _export(path: Path, rgb: np.ndarray) -> tuple[float, list[float]]:
     torch.manual_seed(0)
     model = moose_deeplabv3_resnet18(
         num_classes=7, aspp_channels=16, probe_width=16, atrous_rates=(2, 4), output_stride=8).eval()
-    fused, _ = make_fused(model, scores=("max_logit", "msp"))
+    fused, _ = make_fused(model, scores=("max_logit", "msp"), road_classes=ROAD)
     with torch.no_grad():
-        scores = fused(torch.from_numpy(rgb[None]))[1][0].numpy()
+        outputs = fused(torch.from_numpy(rgb[None]))
+    scores, gated = outputs[1][0].numpy(), outputs[3][0].numpy()
     threshold = float(np.median(scores))
     value_range = [float(scores.min()), float(scores.max())]
     # The ModelMeta.extra contract the node reads (what the exporter writes from a checkpoint's calibration).
-    extra = {"thresholds": {"max_logit": threshold}, "score_ranges": {"max_logit": value_range, "msp": MSP_RANGE}}
+    on_road = gated[gated > gated.min()]  # the gate keeps the drivable area's scores, the rest is the minimum
+    extra = {"thresholds": {"max_logit": threshold, "max_logit_road": float(np.median(on_road))},
+             "score_ranges": {"max_logit": value_range, "msp": MSP_RANGE}}
     export_onnx(fused, path, check_tensorrt=False, extra_meta=extra)
     return threshold, value_range
 
 
 class Session:
-    def __init__(self, tester: Harness, proc: Any, log_path: Path, threshold: float, value_range: list[float]):
-        self.tester, self.proc, self.log_path = tester, proc, log_path
+    def __init__(self, tester: Harness, proc: Any, log_path: Path, threshold: float, value_range: list[float],
+                 path: Path):
+        self.tester, self.proc, self.log_path, self.path = tester, proc, log_path, path
         self.threshold, self.value_range = threshold, value_range
         self.sec = 200
 
@@ -90,14 +100,14 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     threshold, value_range = _export(tmp / "moose.onnx", scene_image(*SIZE, seed=3))
     domain = allocate_domain_id()
     log_path = tmp / "node.log"
-    proc = launcher.start_node({"model": str(tmp / "moose.onnx"), "threads": 1, "warmup": False},
+    proc = launcher.start_node({"model": str(tmp / "moose.onnx"), "threads": 1, "warmup": False, "roi": "image"},
                                env=loopback_env(domain, log_dir=tmp / "ros_logs"), log_path=log_path)
     tester = Harness(domain)
     try:
         tester.subscribe_outputs()
         launcher.wait_for_topic(tester.node, "/moose_node/anomaly", proc=proc, log_path=log_path,
                                 executor=tester.executor, timeout_s=START_S)
-        yield Session(tester, proc, log_path, threshold, value_range)
+        yield Session(tester, proc, log_path, threshold, value_range, tmp / "moose.onnx")
     finally:
         tester.close()
         assert launcher.stop(proc) == 0, launcher.log_tail(log_path)
@@ -145,4 +155,37 @@ def test_threshold_and_range_come_from_the_model_and_follow_score(session: Sessi
     np.testing.assert_array_equal(mask, np.where(scores > np.float32(session.threshold), 255, 0))
     np.testing.assert_array_equal(image_array(outs["anomaly/overlay"]),
                                   _expected_overlay(rgb, scores, session.value_range))
+    assert session.proc.poll() is None
+
+
+def test_roi_road_thresholds_the_gated_score_and_keeps_the_raw_map(session: Session) -> None:
+    from moose_ros.backends import make_backend
+
+    rgb = scene_image(*SIZE, seed=3)
+    backend = make_backend("onnxruntime-cpu", session.path, threads=1)
+    try:
+        expected = backend.infer(rgb[None])
+        threshold = backend.meta.extra["thresholds"]["max_logit_road"]
+    finally:
+        backend.close()
+    gated, raw = expected.score("max_logit_road")[0], expected.score("max_logit")[0]
+    labels = expected.labels[0]
+    assert not np.array_equal(gated, raw) and np.isin(labels, ROAD).any()
+    # off the predicted drivable area the gated score is the image's minimum
+    off_road = ~np.isin(labels, ROAD)
+    assert np.all(gated[off_road] == gated.min())
+
+    session.set(roi="road")
+    outs = session.frame(rgb)
+    mask, scores = _mask_of(outs)
+    np.testing.assert_allclose(scores, raw, rtol=1e-5, atol=1e-5)  # ~/anomaly stays ungated
+    np.testing.assert_array_equal(mask, np.where(gated > np.float32(threshold), 255, 0))
+    assert (mask == 255).sum() > 0 and not np.array_equal(mask, np.where(raw > np.float32(session.threshold), 255, 0))
+    assert f"mask threshold {threshold:g} for score 'max_logit_road' (the model's operating point)" in session.log()
+
+    session.set(roi="auto")  # the model has the gated score: auto masks the road too
+    np.testing.assert_array_equal(_mask_of(session.frame(rgb))[0], mask)
+    session.set(roi="image")
+    mask, scores = _mask_of(session.frame(rgb))
+    np.testing.assert_array_equal(mask, np.where(scores > np.float32(session.threshold), 255, 0))
     assert session.proc.poll() is None

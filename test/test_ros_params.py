@@ -82,6 +82,22 @@ def test_resolve_score() -> None:
         P.resolve_score(P.config_from_values({"score": "entropy"}), ("max_logit", "msp"))
 
 
+def test_resolve_mask_score_follows_roi() -> None:
+    gated = ("sml", "entropy", "sml_road", "entropy_road")
+    plain = ("sml", "entropy")
+    config = P.config_from_values({})  # roi: auto
+    assert config.roi == "auto"
+    assert P.resolve_mask_score(config, "entropy", gated) == "entropy_road"
+    assert P.resolve_mask_score(config, "entropy", plain) == "entropy"
+    road = P.config_from_values({"roi": "road"})
+    assert P.resolve_mask_score(road, "sml", gated) == "sml_road"
+    with pytest.raises(ConfigError, match=r"parameter 'roi' = 'road' is invalid.*no 'sml_road' output"):
+        P.resolve_mask_score(road, "sml", plain)
+    assert P.resolve_mask_score(P.config_from_values({"roi": "image"}), "sml", gated) == "sml"
+    with pytest.raises(ConfigError, match=r"parameter 'roi' = 'lane' is invalid: expected .*auto, image, road"):
+        P.config_from_values({"roi": "lane"})
+
+
 def test_shipped_yaml_readme_and_code_agree_on_every_default() -> None:
     """config/moose.yaml, the README parameter table and PARAMETERS give the same default for every parameter."""
     shipped = yaml.safe_load(config_path("moose.yaml").read_text())["/**"]["ros__parameters"]

@@ -264,8 +264,8 @@ class Harness:
 
 
 def image_array(msg: Any) -> np.ndarray:
-    """An output sensor_msgs/Image (mono8, rgb8, 32FC1, no padding) as numpy."""
-    dtype = np.float32 if msg.encoding == "32FC1" else np.uint8
-    channels = 3 if msg.encoding == "rgb8" else 1
-    array = np.frombuffer(msg.data, dtype).reshape(msg.height, msg.width, channels)
-    return array[:, :, 0] if channels == 1 else array
+    """An output sensor_msgs/Image (mono8, rgb8, 32FC1) as numpy, decoded by the package's one image codec."""
+    from moose_ros.image_codec import decode_raw
+
+    return decode_raw(msg.data, msg.height, msg.width, msg.step, msg.encoding, big_endian=bool(msg.is_bigendian),
+                      rgb=False, where="node output")

@@ -11,9 +11,12 @@ import yaml
 from test_train_common import make_synth, random_base, write_recipe
 
 from moose_ros.data.synth import write_synthstreet
+from moose_ros.eval.variants import ABLATION_VARIANTS
 from moose_ros.export.onnx_export import operating_point_extra
 from moose_ros.model import load_checkpoint
-from moose_ros.train.ood_table import METHODS, REGIONS, SCORES, main
+from moose_ros.train.ood_table import METHODS, REGIONS, main
+
+VARIANTS = [v.name for v in ABLATION_VARIANTS]
 
 
 @pytest.mark.slow
@@ -42,17 +45,20 @@ def test_ood_table_trains_seeds_and_reports_every_method(tmp_path: Path) -> None
         assert (runs / f"seed{seed}" / "probes.pt").is_file() and (runs / f"seed{seed}" / "refit.pt").is_file()
     table = json.loads((runs / "ood_table.json").read_text())
     assert table["num_images"] == 3 and table["seeds"] == [0, 1]
+    assert table["variants"] == VARIANTS
     for method in METHODS:
-        for score in SCORES:
+        for variant in VARIANTS:
             for region in REGIONS:
                 for protocol in ("pooled", "per_image"):
-                    cell = table["summary"][method][score][region][protocol]
+                    cell = table["summary"][method][variant][region][protocol]
                     n = 1 if method == "Global" else 2
                     assert len(cell["aupr"]["values"]) == n
                     values = cell["aupr"]["values"] + cell["fpr95"]["values"] + cell["auroc"]["values"]
                     assert all(0.0 <= v <= 100.0 for v in values)
     # the whole image counts the off-road pixels the road protocol leaves void: more pixels, more negatives
     road = table["raw"]["Global"]["entropy"]["road"]["pooled"][0]
+    gated = table["raw"]["Global"]["entropy+bs+road"]["image"]["pooled"][0]
+    assert gated["num_pixels"] == table["raw"]["Global"]["entropy+bs"]["image"]["pooled"][0]["num_pixels"]
     image = table["raw"]["Global"]["entropy"]["image"]["pooled"][0]
     assert image["num_pixels"] > road["num_pixels"]
     assert image["num_anomaly_pixels"] == road["num_anomaly_pixels"] > 0
@@ -64,16 +70,21 @@ def test_ood_table_trains_seeds_and_reports_every_method(tmp_path: Path) -> None
     assert all(torch.equal(a, b) for a, b in zip(bundled.state_dict().values(), seed1.state_dict().values(),
                                                   strict=True))
     cell = meta.metrics["ood_table"]["summary"]["MOoSe"]["max_logit"]["image"]["pooled"]["aupr"]
+    # the bundle's SML statistics come from the same training images as the table's
+    assert meta.calibration["sml"]["images"] == 8  # make_synth: 8 training scenes
     assert cell["mean"] == pytest.approx(table["summary"]["MOoSe"]["max_logit"]["image"]["pooled"]["aupr"]["mean"])
     assert meta.metrics["ood_table"]["bundled_seed"] == 1 and "probes" in meta.metrics
     # operating points chosen on the OoD validation split, per head set and score, reach the ONNX meta
     assert meta.calibration["operating_split"]["seed"] == 6 and meta.calibration["operating_split"]["images"] == 2
     for heads in ("moose", "global"):
         extra = operating_point_extra(meta.calibration, heads)
-        assert set(extra["thresholds"]) == set(SCORES) and set(extra["score_ranges"]) == set(SCORES)
+        assert set(extra["thresholds"]) == set(VARIANTS) and set(extra["score_ranges"]) == set(VARIANTS)
         assert all(lo < hi for lo, hi in extra["score_ranges"].values())
+        # a graph exported with boundary suppression and the road gate reads the +bs / +bs+road points
+        graph = operating_point_extra(meta.calibration, heads, ["sml", "entropy", "sml_road"], boundary=True)
+        assert graph["thresholds"] == {"sml": extra["thresholds"]["sml+bs"],
+                                       "entropy": extra["thresholds"]["entropy+bs"],
+                                       "sml_road": extra["thresholds"]["sml+bs+road"]}
     assert operating_point_extra(meta.calibration, "moose") != operating_point_extra(meta.calibration, "global")
-    assert set(table["disagreement"]) == {"0", "1"}
-    assert all(0.0 <= v <= 1.0 for d in table["disagreement"].values() for v in d.values())
     md = (runs / "ood_table.md").read_text()
-    assert "| MOoSe |" in md and "road region, per_image protocol" in md and "image region, pooled" in md
+    assert "| MOoSe | sml+bs+road |" in md and "per_image protocol" in md and "pooled protocol" in md

@@ -89,15 +89,28 @@ class Result:
 
     Attributes:
         labels: uint8 [N, H', W'] argmax of the global head (train ids).
-        anomaly: float32 [N, H', W'] the first exported score (higher = more anomalous).
+        anomaly: float32 [N, H', W'] the graph's ``anomaly`` output: its FIRST exported score, named
+            ``first_score`` (not necessarily max-logit; higher = more anomalous).
         extra_scores: further exported scores by name, each float32 [N, H', W'].
         timings_ms: wall-clock milliseconds per stage, at least ``"infer"``.
+        first_score: the name of the score in ``anomaly``.
+
+    :meth:`score` looks any exported score up by name.
     """
 
     labels: np.ndarray
     anomaly: np.ndarray
     extra_scores: dict[str, np.ndarray] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    first_score: str = ""
+
+    def score(self, name: str) -> np.ndarray:
+        """The exported score ``name``, float32 [N, H', W'] (KeyError naming the exported ones if absent)."""
+        if name in self.extra_scores:
+            return self.extra_scores[name]
+        if name == self.first_score:
+            return self.anomaly
+        raise KeyError(f"score '{name}' is not among the outputs {[self.first_score, *self.extra_scores]}")
 
 
 @runtime_checkable

@@ -19,9 +19,7 @@ import hashlib
 import json
 import logging
 import math
-import os
 import struct
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,7 @@ from typing import Any
 
 from moose_ros.backends.tensorrt_io import BufferSet, output_shapes  # re-exported (older import path)
 from moose_ros.errors import BackendError
+from moose_ros.outputs import atomic_write_bytes  # re-exported
 
 __all__ = [
     "CACHE_FILE_MODE",
@@ -193,38 +192,6 @@ def _differences(wanted: dict[str, Any], cached: dict[str, Any]) -> list[str]:
     return out
 
 
-def atomic_write_bytes(path: str | Path, data: bytes, *, before_replace: Callable[[Path], None] | None = None) -> None:
-    """Write ``data`` to ``path`` so that ``path`` always holds either its old or its new complete content.
-
-    Writes a temporary file in the same folder, flushes and fsyncs it, ``os.replace``s it over ``path`` and fsyncs
-    the folder. ``before_replace(tmp_path)`` is called between the fsync and the rename (tests use it to simulate a
-    crash there). The temporary file is removed if anything fails.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, CACHE_FILE_MODE)  # mkstemp creates 0o600; other users and services read the cache too
-        if before_replace is not None:
-            before_replace(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    with contextlib.suppress(OSError):  # not every filesystem lets a directory be fsync'ed
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
 def pack_cache_file(key: dict[str, Any], payload: bytes) -> bytes:
     """The bytes of a cache file holding ``payload`` under ``key`` (see the module docstring for the layout)."""
     header = json.dumps(
@@ -325,7 +292,7 @@ class EngineCache:
         """Write ``payload`` under ``key`` atomically; returns the file path."""
         path = self.path(slot, kind)
         wanted = key.to_dict() if isinstance(key, EngineKey) else dict(key)
-        atomic_write_bytes(path, pack_cache_file(wanted, payload), before_replace=before_replace)
+        atomic_write_bytes(path, pack_cache_file(wanted, payload), mode=CACHE_FILE_MODE, before_replace=before_replace)
         return path
 
     def load_or_build(self, slot: str, key: EngineKey, build: Callable[[], bytes]) -> tuple[bytes, bool]:

@@ -112,7 +112,8 @@ class OnnxRuntimeBackend:
         out = dict(zip(self._outputs, values, strict=True))
         extra = {s: out[f"anomaly_{s}"] for s in self.meta.scores[1:]}
         return Result(
-            labels=out["labels"], anomaly=out["anomaly"], extra_scores=extra, timings_ms={"infer": elapsed_ms}
+            labels=out["labels"], anomaly=out["anomaly"], extra_scores=extra, timings_ms={"infer": elapsed_ms},
+            first_score=self.meta.scores[0],
         )
 
     def close(self) -> None:

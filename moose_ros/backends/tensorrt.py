@@ -305,7 +305,8 @@ class TensorRTBackend:
         check_finite(host, source=f"input {images.shape}")
         extra = {s: host[f"anomaly_{s}"] for s in self.meta.scores[1:]}
         return Result(
-            labels=host["labels"], anomaly=host["anomaly"], extra_scores=extra, timings_ms={"infer": elapsed_ms}
+            labels=host["labels"], anomaly=host["anomaly"], extra_scores=extra, timings_ms={"infer": elapsed_ms},
+            first_score=self.meta.scores[0],
         )
 
     def _self_check(self) -> None:

@@ -104,7 +104,9 @@ class TorchBackend:
             outputs = [t.cpu().numpy() for t in self._fused(x)]
         elapsed_ms = (time.perf_counter() - start) * 1e3
         extra = dict(zip(self.meta.scores[1:], outputs[2:], strict=True))
-        return Result(labels=outputs[0], anomaly=outputs[1], extra_scores=extra, timings_ms={"infer": elapsed_ms})
+        return Result(labels=outputs[0], anomaly=outputs[1], extra_scores=extra, timings_ms={"infer": elapsed_ms},
+            first_score=self.meta.scores[0],
+        )
 
     @property
     def fused(self) -> Any:

@@ -1,5 +1,7 @@
 """ROS 2 image messages <-> numpy, without rclpy (``rosbags`` types, numpy, Pillow).
 
+The pixel codec is :mod:`moose_ros.image_codec` (shared with the node).
+
 Used to write bags (:mod:`moose_ros.bag.from_dataset`), to read them back (:mod:`moose_ros.bag.reader`) and
 to decode the node's outputs during replay: the CDR bytes ``rosbags`` produces equal rclpy's, so one decoder
 serves bags and live topics alike.
@@ -17,7 +19,8 @@ from typing import Any
 import numpy as np
 from PIL import Image as PILImage
 
-from moose_ros.errors import ConfigError, DatasetError, MessageError
+from moose_ros.errors import ConfigError, MessageError
+from moose_ros.image_codec import decode_compressed, decode_raw, encode_raw
 
 __all__ = [
     "CAMERA_INFO_TYPE",
@@ -40,19 +43,6 @@ __all__ = [
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
-
-#: encoding -> (numpy dtype, channels)
-_ENCODINGS: dict[str, tuple[str, int]] = {
-    "rgb8": ("u1", 3),
-    "bgr8": ("u1", 3),
-    "rgba8": ("u1", 4),
-    "bgra8": ("u1", 4),
-    "mono8": ("u1", 1),
-    "8UC1": ("u1", 1),
-    "mono16": ("u2", 1),
-    "16UC1": ("u2", 1),
-    "32FC1": ("f4", 1),
-}
 
 #: image_transport's convention for the CompressedImage ``format`` field of colour images.
 _COMPRESSED_FORMATS = {"jpeg": "rgb8; jpeg compressed bgr8", "png": "rgb8; png compressed bgr8"}
@@ -101,21 +91,7 @@ def image_msg(array: np.ndarray, *, stamp_ns: int, frame_id: str, encoding: str 
         frame_id: header frame id.
         encoding: override the encoding guessed from shape and dtype (must agree with them).
     """
-    array = np.ascontiguousarray(array)
-    if encoding is None:
-        if array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8:
-            encoding = "rgb8"
-        elif array.ndim == 2 and array.dtype == np.uint8:
-            encoding = "mono8"
-        elif array.ndim == 2 and array.dtype == np.float32:
-            encoding = "32FC1"
-        else:
-            raise MessageError(f"no image encoding for an array of shape {array.shape} and dtype {array.dtype}")
-    if encoding not in _ENCODINGS:
-        raise MessageError(f"unsupported image encoding '{encoding}'; expected one of {sorted(_ENCODINGS)}")
-    dtype, channels = _ENCODINGS[encoding]
-    if array.dtype != np.dtype(dtype) or (array.shape[2] if array.ndim == 3 else 1) != channels:
-        raise MessageError(f"encoding '{encoding}' needs {channels}-channel {dtype}, got {array.shape} {array.dtype}")
+    encoding, step, data = encode_raw(array, encoding)
     height, width = array.shape[:2]
     return typestore().types[IMAGE_TYPE](
         header=_header(stamp_ns, frame_id),
@@ -123,8 +99,8 @@ def image_msg(array: np.ndarray, *, stamp_ns: int, frame_id: str, encoding: str 
         width=width,
         encoding=encoding,
         is_bigendian=0,
-        step=width * channels * np.dtype(dtype).itemsize,
-        data=array.astype(array.dtype.newbyteorder("<"), copy=False).view(np.uint8).reshape(-1),
+        step=step,
+        data=data,
     )
 
 
@@ -155,43 +131,13 @@ def image_to_array(msg: Any, *, where: str = "image") -> np.ndarray:
         uint8 [H, W, 3] RGB for rgb8/bgr8 (alpha dropped for rgba8/bgra8), uint8 [H, W] for mono8,
         uint16 [H, W] for mono16, float32 [H, W] for 32FC1. A fresh array, not a view of the message.
     """
-    encoding = str(msg.encoding)
-    if encoding not in _ENCODINGS:
-        raise MessageError(f"{where}: unsupported encoding '{encoding}'; expected one of {sorted(_ENCODINGS)}")
-    dtype_code, channels = _ENCODINGS[encoding]
-    dtype = np.dtype(dtype_code).newbyteorder(">" if msg.is_bigendian else "<")
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    row_bytes = width * channels * dtype.itemsize
-    data = np.asarray(msg.data, dtype=np.uint8).reshape(-1)
-    if step < row_bytes or data.size < step * (height - 1) + row_bytes:
-        raise MessageError(
-            f"{where}: {encoding} {width}x{height} needs step >= {row_bytes} and {step * height} bytes, "
-            f"got step {step} and {data.size} bytes"
-        )
-    if height == 0 or width == 0:
-        raise MessageError(f"{where}: empty image ({width}x{height})")
-    rows = np.lib.stride_tricks.as_strided(data, shape=(height, row_bytes), strides=(step, 1))
-    out = np.ascontiguousarray(rows).view(dtype).astype(dtype.newbyteorder("="), copy=False)
-    out = out.reshape(height, width, channels) if channels > 1 else out.reshape(height, width)
-    if encoding in ("bgr8", "bgra8"):
-        out = out[:, :, 2::-1]
-    elif encoding == "rgba8":
-        out = out[:, :, :3]
-    return np.ascontiguousarray(out)
+    return decode_raw(np.asarray(msg.data, dtype=np.uint8), msg.height, msg.width, msg.step, str(msg.encoding),
+                      big_endian=bool(msg.is_bigendian), rgb=False, where=where)
 
 
 def compressed_to_array(msg: Any, *, where: str = "compressed image") -> np.ndarray:
     """Decode a ``sensor_msgs/CompressedImage`` (jpeg or png) to uint8 [H, W, 3] RGB or [H, W] for grey."""
-    from moose_ros.data.imageio import decode_image
-
-    def convert(img: PILImage.Image) -> np.ndarray:
-        return np.asarray(img.convert("L") if img.mode in ("L", "I;16", "1") else img.convert("RGB"))
-
-    try:
-        payload = np.asarray(msg.data, dtype=np.uint8).tobytes()
-        return decode_image(payload, convert, what=f"'{msg.format}' payload", where=where)
-    except DatasetError as err:
-        raise MessageError(str(err)) from err
+    return decode_compressed(np.asarray(msg.data, dtype=np.uint8), rgb=False, where=f"{where} ('{msg.format}')")
 
 
 def message_to_array(msg: Any, msgtype: str, *, where: str = "message") -> np.ndarray:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from moose_ros.bag.evaluate import BagEvalResult
+from moose_ros.bag.collect import BagEvalResult
 
 __all__ = ["write_bag_report"]
 

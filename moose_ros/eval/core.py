@@ -27,6 +27,7 @@ from moose_ros.errors import ConfigError, DatasetError
 from moose_ros.metrics import DEFAULT_BINS, ComponentMetrics, OodMetrics
 
 __all__ = [
+    "REGIONS",
     "GalleryItem",
     "OodEvaluation",
     "ScoreFn",
@@ -37,8 +38,22 @@ __all__ = [
     "split_key",
 ]
 
+#: Regions an OoD label map is read in: ``layout`` keeps the dataset's void (the Fishyscapes / LostAndFound road
+#: protocol: only road and anomaly pixels count); ``image`` counts every non-anomaly pixel as in-distribution (glow
+#: on class borders, the horizon or far buildings costs precision).
+REGIONS: tuple[str, ...] = ("layout", "image")
+
 #: image uint8 [H, W, 3] RGB -> {"<method>/<score>": float [H, W] score map, higher = anomalous}
 ScoreFn = Callable[[np.ndarray], Mapping[str, np.ndarray]]
+
+
+def region_labels(ood: np.ndarray, region: str) -> np.ndarray:
+    """OoD labels uint8 [H, W] (0 in-distribution, 1 anomaly, 255 void) of ``ood`` read in ``region``."""
+    if region == "layout":
+        return ood
+    if region == "image":
+        return (ood == 1).astype(np.uint8)
+    raise ConfigError(f"region '{region}' is unknown; allowed: {', '.join(REGIONS)}")
 
 
 def split_key(key: str) -> tuple[str, str]:
@@ -60,7 +75,8 @@ class OodEvaluation:
     """What :func:`evaluate_ood` measured.
 
     Attributes:
-        metrics: key -> :meth:`OodMetrics.compute` dict.
+        metrics: key -> :meth:`OodMetrics.compute` dict (the first region and protocol).
+        views: (region, protocol) -> key -> :meth:`OodMetrics.compute` dict, for every region and protocol asked.
         components: key -> :meth:`ComponentMetrics.compute` dict (keys in ``component_keys`` only).
         curves: key -> :meth:`OodMetrics.curves` arrays (pooled, for plots).
         gallery: rendered gallery rows.
@@ -69,6 +85,7 @@ class OodEvaluation:
     """
 
     metrics: dict[str, dict[str, Any]]
+    views: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
     components: dict[str, dict[str, Any]] = field(default_factory=dict)
     curves: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     gallery: list[GalleryItem] = field(default_factory=list)
@@ -132,11 +149,46 @@ def progress_iter(items: Iterable[Any], total: int, desc: str, enabled: bool) ->
     return tqdm(items, total=total, desc=desc, unit="img", leave=False)
 
 
+class _Accumulators:
+    """One :class:`OodMetrics` per (region, protocol, key); the first (region, protocol) is the main view."""
+
+    def __init__(self, keys: list[str], views: list[tuple[str, str]], mode: str, bins: int) -> None:
+        self.keys = keys
+        self.views = views
+        self.by_view = {v: {k: OodMetrics(protocol=v[1], mode=mode, bins=bins) for k in keys} for v in views}
+
+    @property
+    def main(self) -> dict[str, OodMetrics]:
+        return self.by_view[self.views[0]]
+
+    def update(self, maps: Mapping[str, np.ndarray], ood: np.ndarray, name: str) -> None:
+        labels = {region: region_labels(ood, region) for region in dict.fromkeys(r for r, _ in self.views)}
+        for k in self.keys:
+            m = np.asarray(maps[k])
+            if m.shape != ood.shape:
+                raise ConfigError(f"evaluate_ood: score '{k}' of image {name} is {m.shape}, its label {ood.shape}")
+            m = m.astype(np.float32, copy=False)
+            for (region, _), metrics in self.by_view.items():
+                metrics[k].update(m, labels[region])
+
+
+def _check_views(protocol: str, protocols: Sequence[str] | None, regions: Sequence[str]) -> list[tuple[str, str]]:
+    chosen = [p.replace("-", "_") for p in (protocols if protocols is not None else (protocol,))]
+    if not chosen or not regions:
+        raise ConfigError("evaluate_ood: give at least one protocol and one region")
+    for region in regions:
+        if region not in REGIONS:
+            raise ConfigError(f"region '{region}' is unknown; allowed: {', '.join(REGIONS)}")
+    return [(r, p) for r in regions for p in chosen]
+
+
 def evaluate_ood(
     score_fn: ScoreFn,
     dataset: Sequence[Any],
     protocol: str = "pooled",
     *,
+    protocols: Sequence[str] | None = None,
+    regions: Sequence[str] = ("layout",),
     mode: str = "hist",
     bins: int = DEFAULT_BINS,
     limit: int | None = None,
@@ -153,6 +205,8 @@ def evaluate_ood(
         score_fn: image uint8 [H, W, 3] -> {key: float [H, W]}; the same keys for every image.
         dataset: sequence of records with ``image``, ``ood`` (uint8 [H, W]) and ``name``.
         protocol: ``"pooled"`` or ``"per_image"`` / ``"per-image"`` (see :class:`OodMetrics`).
+        protocols: several protocols at once (overrides ``protocol``); results in ``views``.
+        regions: :data:`REGIONS` to read the labels in (default: the dataset's own layout); results in ``views``.
         mode: ``"hist"`` (bounded memory, default) or ``"exact"``.
         bins: histogram bins (``hist`` mode and plotting curves).
         limit: evaluate only the first ``limit`` images.
@@ -161,19 +215,21 @@ def evaluate_ood(
         component_keys: keys that get SMIYC component metrics (default: every method's first score; ``()`` none).
         component_size_filters: (min_pred_area, min_gt_area) pixels, or None for the scaled obstacle-track values.
         progress: show a tqdm progress bar.
+
+    ``metrics``, ``curves`` and the components belong to the first region and protocol.
     """
     if limit is not None and limit < 1:
         raise ConfigError(f"limit must be a positive number of images or None, got {limit}")
     if gallery < 0:
         raise ConfigError(f"gallery must be >= 0 images, got {gallery}")
+    views = _check_views(protocol, protocols, regions)
     n = len(dataset) if limit is None else min(limit, len(dataset))
     if n == 0:
         raise DatasetError("evaluate_ood: the dataset holds no images")
     show = set(gallery_indices(n, gallery))
     t_start = time.perf_counter()
     score_seconds = 0.0
-    metrics: dict[str, OodMetrics] = {}
-    keys: list[str] = []
+    acc: _Accumulators | None = None
     comp_keys: list[str] = []
     draw: list[str] = []
     gallery_rows: list[GalleryItem] = []
@@ -185,46 +241,43 @@ def evaluate_ood(
             t0 = time.perf_counter()
             maps = dict(score_fn(image))
             score_seconds += time.perf_counter() - t0
-            if not keys:
-                if not maps:
-                    raise ConfigError("evaluate_ood: score_fn returned no score map")
-                keys = list(maps)
-                metrics = {k: OodMetrics(protocol=protocol, mode=mode, bins=bins) for k in keys}
-                firsts = _first_key_per_method(keys)
+            if acc is None:
+                acc = _Accumulators(_first_keys(maps), views, mode, bins)
+                firsts = _first_key_per_method(acc.keys)
                 comp_keys = list(component_keys) if component_keys is not None else firsts
                 draw = list(gallery_keys) if gallery_keys is not None else firsts
                 for k in (*comp_keys, *draw):
                     if k not in maps:
-                        raise ConfigError(f"evaluate_ood: key '{k}' is not among the score keys {keys}")
-            elif list(maps) != keys:
-                raise ConfigError(f"evaluate_ood: image {sample.name} gave keys {list(maps)}, expected {keys}")
-            for k in keys:
-                m = np.asarray(maps[k])
-                if m.shape != ood.shape:
-                    raise ConfigError(
-                        f"evaluate_ood: score '{k}' of image {sample.name} is {m.shape}, its label {ood.shape}"
-                    )
-                metrics[k].update(m.astype(np.float32, copy=False), ood)
+                        raise ConfigError(f"evaluate_ood: key '{k}' is not among the score keys {acc.keys}")
+            elif list(maps) != acc.keys:
+                raise ConfigError(f"evaluate_ood: image {sample.name} gave keys {list(maps)}, expected {acc.keys}")
+            acc.update(maps, ood, str(sample.name))
+            main_ood = region_labels(ood, views[0][0])
             if comp_keys:
-                np.save(cache / f"{i:06d}_ood.npy", ood)
+                np.save(cache / f"{i:06d}_ood.npy", main_ood)
             for j, k in enumerate(comp_keys):
                 np.save(cache / f"{i:06d}_{j}.npy", np.asarray(maps[k], dtype=np.float16))
             if i in show:
                 gallery_rows.append(render_gallery_item(image, ood, {k: maps[k] for k in draw}, str(sample.name)))
-        components: dict[str, dict[str, Any]] = {}
-        for j, k in enumerate(comp_keys):
-            components[k] = _components_pass(
-                metrics[k], cache, j, n, component_size_filters, progress, f"{desc} components {k}"
-            )
+        assert acc is not None
+        components = {k: _components_pass(acc.main[k], cache, j, n, component_size_filters, progress,
+                                          f"{desc} components {k}") for j, k in enumerate(comp_keys)}
     return OodEvaluation(
-        metrics={k: metrics[k].compute() for k in keys},
+        metrics={k: acc.main[k].compute() for k in acc.keys},
+        views={v: {k: m.compute() for k, m in by_key.items()} for v, by_key in acc.by_view.items()},
         components=components,
-        curves={k: metrics[k].curves() for k in keys},
+        curves={k: acc.main[k].curves() for k in acc.keys},
         gallery=gallery_rows,
         num_images=n,
         seconds=time.perf_counter() - t_start,
         score_seconds=score_seconds,
     )
+
+
+def _first_keys(maps: Mapping[str, np.ndarray]) -> list[str]:
+    if not maps:
+        raise ConfigError("evaluate_ood: score_fn returned no score map")
+    return list(maps)
 
 
 def _components_pass(

@@ -2,10 +2,10 @@
 
 :class:`TorchMooseScorer` runs a MOoSe network **once** per image and derives both rows of the paper's Table 1
 from the same forward pass: ``Global`` (global head alone, M = 1) and ``MOoSe`` (global head + K probes). The
-post-processing is the fused graph's own (:func:`moose_ros.export.postprocess.postprocess` through
-:class:`moose_ros.export.FusedMoose`: labels and scores at the network input size, then single-channel maps
-upsampled; ``score_resolution="feature"`` or ``"full"`` (exact)) so offline numbers are the numbers of the deployed
-graph. torch is imported when a scorer is built.
+post-processing is the fused graph's own (:meth:`moose_ros.export.FusedMoose.postprocess_heads`: labels and
+scores at the network input size, then single-channel maps upsampled; ``score_resolution="feature"`` or ``"full"``
+(exact)) so offline numbers are the numbers of the deployed graph; the Global row's SML uses the global head's own
+statistics. torch is imported when a scorer is built.
 
 :class:`OnnxScorer` evaluates exported graphs through :func:`moose_ros.backends.make_backend`: one ONNX file per
 method (e.g. a ``heads="global"`` export for Global and the default export for MOoSe); every score baked into a
@@ -39,6 +39,8 @@ class TorchMooseScorer:
         input_size: (H, W) the image is resized to before the network, ``"checkpoint"``, or None (native size).
         device: torch device string, e.g. ``"cpu"`` or ``"cuda"``.
         methods: which rows to produce, subset of ``("Global", "MOoSe")``.
+        boundary, road_classes: the graph's boundary suppression and road gate (``<score>_road`` keys), as
+            :func:`moose_ros.export.make_fused`.
     """
 
     def __init__(
@@ -50,10 +52,13 @@ class TorchMooseScorer:
         input_size: Sequence[int] | str | None = None,
         device: str = "cpu",
         methods: Sequence[str] = ("Global", "MOoSe"),
+        boundary: Any = None,
+        road_classes: Sequence[int | str] | None = None,
     ) -> None:
         import torch
 
-        from moose_ros.export import FusedMoose, make_fused
+        from moose_ros.export import make_fused
+        from moose_ros.export.onnx_export import sml_from_meta
 
         for method in methods:
             if method not in ("Global", "MOoSe"):
@@ -61,29 +66,15 @@ class TorchMooseScorer:
         self.torch = torch
         self.device = torch.device(device)
         self.fused, self.checkpoint_meta = make_fused(
-            checkpoint_or_model, scores=tuple(scores), input_size=input_size, score_resolution=score_resolution
+            checkpoint_or_model, scores=tuple(scores), input_size=input_size, score_resolution=score_resolution,
+            boundary=boundary, road_classes=road_classes,
         )
         self.fused.to(self.device).eval()
         self.scores = tuple(self.fused.scores)
         self.methods = tuple(methods)
         self.num_probes = int(getattr(self.fused.model, "num_probes", 0))
-
-        class _Replay(FusedMoose):
-            """The fused post-processing applied to head logits computed beforehand (no second network run)."""
-
-            replay: tuple[Any, ...] = ()
-
-            def head_logits(self, x: Any) -> list[Any]:
-                return list(self.replay)
-
-        self._replay = _Replay(
-            self.fused.model,
-            scores=self.scores,
-            input_size=self.fused.input_size,
-            score_resolution=score_resolution,
-            mean=self.fused.mean,
-            std=self.fused.std,
-        ).to(self.device)
+        # the global head alone is standardised with its own statistics
+        self._global_sml = sml_from_meta(self.checkpoint_meta, "global") if "sml" in self.scores else None
 
     @property
     def keys(self) -> list[str]:
@@ -107,13 +98,14 @@ class TorchMooseScorer:
         out: dict[str, np.ndarray] = {}
         with torch.inference_mode():
             t = torch.from_numpy(np.ascontiguousarray(image)[None]).to(self.device)
-            heads = self.fused.head_logits(self.fused.preprocess(t))
+            x = self.fused.preprocess(t)
+            heads = self.fused.head_logits(x)
             for method in self.methods:
-                self._replay.replay = tuple(heads[:1] if method == "Global" else heads)
-                labels, *maps = self._replay(t)
+                used, sml = (heads[:1], self._global_sml) if method == "Global" else (heads, None)
+                labels, maps = self.fused.postprocess_heads(used, image.shape[:2], (x.shape[2], x.shape[3]), sml=sml)
                 out.setdefault("labels", labels[0].cpu().numpy())
-                for name, m in zip(self.scores, maps, strict=True):
-                    out[f"{method}/{name}"] = m[0].float().cpu().numpy()
+                for name in self.scores:
+                    out[f"{method}/{name}"] = maps[name][0].float().cpu().numpy()
         return out
 
     def __call__(self, image: np.ndarray) -> dict[str, np.ndarray]:
@@ -175,10 +167,8 @@ class OnnxScorer:
         batch = np.ascontiguousarray(image)[None]
         for method, backend in self.backends.items():
             result = backend.infer(batch)
-            scores = backend.meta.scores
-            out[f"{method}/{scores[0]}"] = result.anomaly[0]
-            for name in scores[1:]:
-                out[f"{method}/{name}"] = result.extra_scores[name][0]
+            for name in backend.meta.scores:
+                out[f"{method}/{name}"] = result.score(name)[0]
         return out
 
     def close(self) -> None:

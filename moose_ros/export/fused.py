@@ -209,18 +209,33 @@ class FusedMoose(nn.Module):
         # Sizes are read from the float tensor: TensorRT lets nothing but Cast touch the uint8 input.
         size = self.output_size if self.output_size is not None else (x.shape[2], x.shape[3])
         x = self._normalise(x)
-        work: Any = {"input": (x.shape[2], x.shape[3]), "feature": WORK_FEATURE, "full": WORK_OUTPUT}
-        labels, maps = postprocess(
-            self.head_logits(x),
+        labels, maps = self.postprocess_heads(self.head_logits(x), size, (x.shape[2], x.shape[3]))
+        return (labels, *(maps[name] for name in self.scores))
+
+    def postprocess_heads(
+        self, heads: Sequence[torch.Tensor], size: Any, input_hw: Any, *, sml: SmlStats | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """This graph's post-processing of head logits computed elsewhere (offline evaluation of head subsets).
+
+        Args:
+            heads: logits float [N, C, h, w] (global head first).
+            size: (H', W') of the outputs; input_hw: the network input's (H, W) (the default work size).
+            sml: statistics for these heads, if they are not the graph's own head set (e.g. the global head alone).
+
+        Returns:
+            ``(labels uint8 [N, H', W'], {score: float32 [N, H', W']})`` for every name in :attr:`scores`.
+        """
+        work: Any = {"input": input_hw, "feature": WORK_FEATURE, "full": WORK_OUTPUT}[self._resolution()]
+        return postprocess(
+            heads,
             size,
             scores=self.base_scores,
-            work_size=work[self._resolution()],
+            work_size=work,
             labels_from_mean=self.labels_from_mean,
-            sml=self.sml,
+            sml=sml if sml is not None else self.sml,
             boundary=self.boundary,
             road_classes=self.road_classes,
         )
-        return (labels, *(maps[name] for name in self.scores))
 
     def _resolution(self) -> str:
         """``score_resolution``, except that a fixed output no larger than the network input is computed exactly

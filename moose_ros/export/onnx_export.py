@@ -9,12 +9,10 @@ atomically (temporary file, fsync, rename).
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,10 +26,12 @@ from moose_ros.errors import ConfigError, ExportError
 from moose_ros.export.fused import FusedMoose
 from moose_ros.export.postprocess import BoundarySuppression, SmlStats
 from moose_ros.export.trt_check import check_tensorrt_compatible
+from moose_ros.outputs import atomic_write_bytes
 
 __all__ = [
     "OPSET",
     "build_model_meta",
+    "class_ids",
     "export_onnx",
     "is_fused_graph",
     "make_fused",
@@ -55,16 +55,29 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def operating_point_extra(calibration: dict[str, Any], heads: str) -> dict[str, Any]:
+def operating_point_extra(
+    calibration: dict[str, Any], heads: str, scores: Sequence[str] | None = None, *, boundary: bool = False
+) -> dict[str, Any]:
     """``{"thresholds": {score: t}, "score_ranges": {score: [lo, hi]}}`` from a checkpoint's calibration.
 
-    ``calibration["operating_points"][heads]`` holds one entry per score for the exported head set (``moose``
-    or ``global``). The node reads these two maps of ``ModelMeta.extra`` when its ``threshold`` /
-    ``score_range`` parameters are left unset; scores without an operating point are simply absent.
+    ``calibration["operating_points"][heads]`` holds one entry per score variant (``sml``, ``sml+bs``,
+    ``sml+bs+road``, ...) for the head set (``moose`` or ``global``). With ``scores`` (a graph's output score names,
+    e.g. ``("sml", "sml_road")``) and its ``boundary`` flag, each name gets the point of its variant; without, every
+    point is returned under its own name. The node reads these two maps of ``ModelMeta.extra`` when its
+    ``threshold`` / ``score_range`` parameters are left unset; scores without an operating point are absent.
     """
     points = ((calibration or {}).get("operating_points") or {}).get(heads) or {}
-    thresholds = {k: float(v["threshold"]) for k, v in points.items() if "threshold" in v}
-    ranges = {k: [float(x) for x in v["display_range"]] for k, v in points.items() if "display_range" in v}
+    if scores is None:
+        chosen = dict(points)
+    else:
+        chosen = {}
+        for name in scores:
+            base, gated = (name[: -len("_road")], True) if name.endswith("_road") else (name, False)
+            variant = base + ("+bs" if boundary else "") + ("+road" if gated else "")
+            if variant in points:
+                chosen[name] = points[variant]
+    thresholds = {k: float(v["threshold"]) for k, v in chosen.items() if "threshold" in v}
+    ranges = {k: [float(x) for x in v["display_range"]] for k, v in chosen.items() if "display_range" in v}
     out: dict[str, Any] = {}
     if thresholds:
         out["thresholds"] = thresholds
@@ -103,7 +116,8 @@ def build_model_meta(fused: FusedMoose, checkpoint_meta: Any | None = None, *, e
         info = {"model_kwargs": getattr(model, "model_kwargs", {})}
     info["heads"] = "ensemble" if type(fused).__name__ == "FusedEnsemble" else fused.heads_mode
     info["postprocess"] = getattr(fused, "postprocess_meta", {})
-    info.update(operating_point_extra(info.get("calibration", {}), info["heads"]))
+    info.update(operating_point_extra(info.get("calibration", {}), info["heads"], list(fused.scores),
+                                      boundary=getattr(fused, "boundary", None) is not None))
     info.update(extra or {})
     return ModelMeta(
         architecture=architecture,
@@ -144,7 +158,7 @@ def sml_from_meta(checkpoint_meta: Any | None, heads: str) -> SmlStats:
     return SmlStats.from_json(entry, len(checkpoint_meta.classes), source=f"calibration['sml']['{heads}']")
 
 
-def _class_ids(classes: Sequence[int | str], checkpoint_meta: Any | None) -> tuple[int, ...]:
+def class_ids(classes: Sequence[int | str], checkpoint_meta: Any | None) -> tuple[int, ...]:
     """Class ids from ids or names (names need the checkpoint's class list)."""
     names = list(getattr(checkpoint_meta, "classes", ()) or ())
     out = []
@@ -198,7 +212,7 @@ def make_fused(
     if "sml" in scores:
         kwargs["sml"] = sml_from_meta(ckpt_meta, heads)
     if road_classes is not None:
-        kwargs["road_classes"] = _class_ids(road_classes, ckpt_meta)
+        kwargs["road_classes"] = class_ids(road_classes, ckpt_meta)
     fused = FusedMoose(
         model,
         scores=scores,
@@ -210,21 +224,6 @@ def make_fused(
         **kwargs,
     )
     return fused.eval(), ckpt_meta
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
 
 
 def export_onnx(
@@ -326,7 +325,7 @@ def export_onnx(
     data = model.SerializeToString()
     if verify:
         _verify(fused, data, dynamic_batch=dynamic_batch, source=str(out_path))
-    _write_atomic(out_path, data)
+    atomic_write_bytes(out_path, data)
     LOG.info(
         "exported %s: %s, scores %s (%s resolution), input %s, output %s, K=%d probes, %.1f MB",
         out_path,

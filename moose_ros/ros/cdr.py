@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from moose_ros.errors import MessageError
+from moose_ros.image_codec import encode_raw
 
 __all__ = ["CdrCompressed", "CdrImage", "parse_any", "parse_compressed", "parse_image", "serialize_image"]
 
-_ENCODINGS = {np.dtype(np.uint8): ("mono8", 1), np.dtype(np.float32): ("32FC1", 4)}
 #: Encapsulation ids (second header byte) read here: CDR (XCDR1) and PLAIN_CDR2 (XCDR2), big / little endian.
 #: For Image and CompressedImage (final types, no field wider than 4 bytes) their layouts are identical.
 FAST_ENCAPSULATIONS = (0x00, 0x01, 0x06, 0x07)
@@ -141,15 +141,7 @@ def serialize_image(stamp_sec: int, stamp_nanosec: int, frame_id: str, array: np
 
     Little-endian CDR; pixel data copied once. Publish the result with ``publisher.publish(bytes)``.
     """
-    array = np.ascontiguousarray(array)
-    if array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8:
-        encoding, pixel_bytes = "rgb8", 3
-    elif array.ndim == 2 and array.dtype in _ENCODINGS:
-        encoding, pixel_bytes = _ENCODINGS[array.dtype]
-    else:
-        raise MessageError(f"no image encoding for array {array.dtype} {array.shape}")
-    if array.dtype.byteorder == ">":
-        raise MessageError("big-endian arrays are not supported; convert with array.astype('<f4')")
+    encoding, step, data = encode_raw(array)
     height, width = int(array.shape[0]), int(array.shape[1])
     buf = bytearray(b"\x00\x01\x00\x00")
     buf.extend(struct.pack("<iI", int(stamp_sec), int(stamp_nanosec)))
@@ -159,8 +151,8 @@ def serialize_image(stamp_sec: int, stamp_nanosec: int, frame_id: str, array: np
     _string(buf, encoding)
     buf.append(0)  # is_bigendian
     _pad(buf, 4)
-    buf.extend(struct.pack("<II", width * pixel_bytes, array.nbytes))
-    return b"".join((buf, memoryview(array).cast("B")))
+    buf.extend(struct.pack("<II", step, data.size))
+    return b"".join((buf, memoryview(data)))
 
 
 def parse_any(raw: bytes | memoryview, compressed: bool) -> CdrImage | CdrCompressed:

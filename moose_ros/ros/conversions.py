@@ -1,5 +1,7 @@
 """sensor_msgs <-> numpy for the node: decode input images to RGB, build output messages, resize outputs.
 
+The codec itself is :mod:`moose_ros.image_codec` (shared with the bag tools).
+
 Decoders take the message fields (``data``, ``height``, ``width``, ``step``, ``encoding``) or a message and return
 uint8 [H, W, 3] RGB; they honour ``step`` row padding and avoid copies where the layout allows (rgb8 without
 padding is a zero-copy view of ``msg.data``). Every malformed input raises :class:`MessageError` with a short
@@ -9,13 +11,11 @@ machine-readable ``reason`` attribute (``"encoding"``, ``"empty"``, ``"too_large
 
 from __future__ import annotations
 
-import io
-import sys
 from typing import Any
 
 import numpy as np
 
-from moose_ros.errors import MessageError
+from moose_ros.image_codec import RGB_ENCODINGS, decode_compressed, decode_raw, encode_raw
 
 __all__ = [
     "ENCODINGS",
@@ -27,30 +27,8 @@ __all__ = [
     "resize_nearest",
 ]
 
-#: Supported raw encodings -> (channels, RGB channel order within a pixel).
-ENCODINGS: dict[str, tuple[int, tuple[int, int, int]]] = {
-    "rgb8": (3, (0, 1, 2)),
-    "bgr8": (3, (2, 1, 0)),
-    "rgba8": (4, (0, 1, 2)),
-    "bgra8": (4, (2, 1, 0)),
-    "mono8": (1, (0, 0, 0)),
-}
-
-#: numpy dtype -> (ROS encoding of a single-channel image, bytes per pixel).
-_OUTPUT_ENCODINGS = {np.dtype(np.uint8): "mono8", np.dtype(np.float32): "32FC1"}
-
-
-def _error(reason: str, text: str) -> MessageError:
-    err = MessageError(text)
-    err.reason = reason  # type: ignore[attr-defined]
-    return err
-
-
-def _check_size(height: int, width: int, max_pixels: int | None, what: str) -> None:
-    if height <= 0 or width <= 0:
-        raise _error("empty", f"{what}: empty image {width}x{height} (width x height must both be > 0)")
-    if max_pixels is not None and height * width > max_pixels:
-        raise _error("too_large", f"{what}: {width}x{height} = {height * width} pixels exceeds max_pixels={max_pixels}")
+#: Encodings of the node's image input (decoded to RGB by :mod:`moose_ros.image_codec`).
+ENCODINGS: tuple[str, ...] = RGB_ENCODINGS
 
 
 def decode_image(
@@ -62,7 +40,7 @@ def decode_image(
     *,
     max_pixels: int | None = None,
 ) -> np.ndarray:
-    """Raw image bytes -> RGB uint8 [height, width, 3].
+    """Raw image bytes -> RGB uint8 [height, width, 3] (:func:`moose_ros.image_codec.decode_raw`, ``rgb=True``).
 
     Args:
         data: bytes-like (``bytes``, ``array.array('B')``, numpy uint8), at least ``step * height`` long.
@@ -77,37 +55,13 @@ def decode_image(
     Raises:
         MessageError: unknown encoding, empty or oversized image, ``step`` too small, data too short.
     """
-    layout = ENCODINGS.get(encoding)
-    if layout is None:
-        raise _error("encoding", f"unsupported encoding '{encoding}'; supported: {', '.join(ENCODINGS)}")
-    channels, order = layout
-    height, width, step = int(height), int(width), int(step)
-    _check_size(height, width, max_pixels, encoding)
-    row_bytes = width * channels
-    if step < row_bytes:
-        raise _error("step", f"step {step} is smaller than width*channels = {width}*{channels} = {row_bytes}")
-    buf = np.frombuffer(data, dtype=np.uint8)
-    needed = step * (height - 1) + row_bytes
-    if buf.size < needed:
-        raise _error(
-            "short_data", f"{encoding} {width}x{height} step {step}: data has {buf.size} bytes, needs {step * height}"
-        )
-    pixels = np.lib.stride_tricks.as_strided(
-        buf, shape=(height, width, channels), strides=(step, channels, 1), writeable=False
-    )
-    if channels == 1:
-        return np.repeat(pixels, 3, axis=2)
-    if order == (0, 1, 2):
-        view = pixels if channels == 3 else pixels[:, :, :3]
-        return view if view.flags.c_contiguous else np.ascontiguousarray(view)
-    return np.ascontiguousarray(pixels[:, :, list(order)])
+    return decode_raw(data, height, width, step, encoding, rgb=True, max_pixels=max_pixels)
 
 
 def image_msg_to_rgb(msg: Any, *, max_pixels: int | None = None) -> np.ndarray:
     """``sensor_msgs/Image`` -> RGB uint8 [H, W, 3] (see :func:`decode_image`)."""
-    if msg.is_bigendian and msg.encoding not in ENCODINGS:
-        raise _error("encoding", f"unsupported big-endian encoding '{msg.encoding}'")
-    return decode_image(msg.data, msg.height, msg.width, msg.step, msg.encoding, max_pixels=max_pixels)
+    return decode_raw(msg.data, msg.height, msg.width, msg.step, msg.encoding, big_endian=bool(msg.is_bigendian),
+                      rgb=True, max_pixels=max_pixels)
 
 
 def compressed_to_rgb(msg_or_data: Any, *, max_pixels: int | None = None) -> np.ndarray:
@@ -118,25 +72,9 @@ def compressed_to_rgb(msg_or_data: Any, *, max_pixels: int | None = None) -> np.
     Raises:
         MessageError: empty, corrupt or truncated payload, unsupported format, oversized image.
     """
-    from PIL import Image
-
     data = getattr(msg_or_data, "data", msg_or_data)
-    payload = memoryview(data).cast("B") if not isinstance(data, bytes | bytearray) else data
-    if len(payload) == 0:
-        raise _error("empty", "compressed image has no data")
-    try:
-        with Image.open(io.BytesIO(payload)) as img:
-            if img.format not in ("JPEG", "PNG"):
-                raise _error("format", f"compressed format '{img.format}' is not supported (jpeg, png)")
-            width, height = img.size
-            _check_size(height, width, max_pixels, f"compressed {img.format.lower()}")
-            rgb = img.convert("RGB")
-            rgb.load()
-    except MessageError:
-        raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise _error("corrupt", f"cannot decode compressed image ({len(payload)} bytes): {err}") from err
-    return np.asarray(rgb, dtype=np.uint8)
+    payload = data if isinstance(data, bytes | bytearray) else memoryview(data).cast("B")
+    return decode_compressed(payload, rgb=True, max_pixels=max_pixels)
 
 
 def numpy_to_image_msg(array: np.ndarray, header: Any, msg: Any = None) -> Any:
@@ -146,20 +84,14 @@ def numpy_to_image_msg(array: np.ndarray, header: Any, msg: Any = None) -> Any:
     """
     from sensor_msgs.msg import Image
 
-    array = np.ascontiguousarray(array)
-    if array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8:
-        encoding = "rgb8"
-    else:
-        encoding = _OUTPUT_ENCODINGS.get(array.dtype) if array.ndim == 2 else None
-        if encoding is None:
-            raise _error("encoding", f"no image encoding for array {array.dtype} {array.shape}")
+    encoding, step, data = encode_raw(array)
     out = Image() if msg is None else msg
     out.header = header
     out.height, out.width = int(array.shape[0]), int(array.shape[1])
     out.encoding = encoding
-    out.is_bigendian = int(sys.byteorder == "big")
-    out.step = int(array.strides[0])
-    out.data = array.tobytes()
+    out.is_bigendian = 0
+    out.step = step
+    out.data = data.tobytes()
     return out
 
 

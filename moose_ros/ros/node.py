@@ -42,11 +42,19 @@ from moose_ros.ros.params import (
     operating_range,
     operating_threshold,
     plain_value,
+    resolve_mask_score,
     resolve_score,
     update_config,
 )
 from moose_ros.ros.usage import usage, wants_help
-from moose_ros.visualize import colormap, normalize_scores, overlay_heatmap, palette_lut
+from moose_ros.visualize import (
+    colorize_labels,
+    colormap,
+    normalize_scores,
+    overlay_heatmap,
+    palette_lut,
+    threshold_mask,
+)
 
 __all__ = ["MooseNode", "main"]
 
@@ -115,6 +123,7 @@ class MooseCore:
             check_model_file(self.model_path)
             self.backend = self._make_backend_logged(make_backend)
             self.score = resolve_score(self.config, self.backend.meta.scores)
+            self.mask_score = resolve_mask_score(self.config, self.score, self.backend.meta.scores)
         except MooseError as err:
             self.get_logger().fatal(str(err))
             raise
@@ -229,7 +238,7 @@ class MooseCore:
         meta = self.backend.meta
         self.get_logger().info(
             f"ready: backend {self.backend.name}, model {meta.architecture} ({meta.num_classes} classes, "
-            f"{meta.num_probes} probes) from {self.model_path}, score {self.score}, "
+            f"{meta.num_probes} probes) from {self.model_path}, score {self.score}, mask {self.mask_score}, "
             f"cameras {[c.name or '(default)' for c in self.cameras]}"
         )
         self._log_operating_point()
@@ -246,8 +255,8 @@ class MooseCore:
         return value
 
     def _log_operating_point(self) -> None:
-        """Log the threshold and overlay range in effect for the current score, with their sources."""
-        self._threshold(self.score)
+        """Log the mask's score and threshold and the overlay range in effect, with their sources."""
+        self._threshold(self.mask_score)
         value_range, source = operating_range(self.config, self.score, self.backend.meta.extra)
         shown = "per-frame 1-99th percentiles" if value_range is None else f"[{value_range[0]:g}, {value_range[1]:g}]"
         self.get_logger().info(f"overlay range {shown} for score '{self.score}' ({source})")
@@ -270,11 +279,12 @@ class MooseCore:
                 self.config = new
                 return SetParametersResult(successful=True)
             score = resolve_score(new, self.backend.meta.scores)
+            mask_score = resolve_mask_score(new, score, self.backend.meta.scores)
         except ConfigError as err:
             return SetParametersResult(successful=False, reason=str(err))
-        changed_point = (score, new.threshold, new.score_range) != (self.score, self.config.threshold,
-                                                                      self.config.score_range)
-        self.config, self.score = new, score
+        changed_point = (score, mask_score, new.threshold, new.score_range) != (
+            self.score, self.mask_score, self.config.threshold, self.config.score_range)
+        self.config, self.score, self.mask_score = new, score, mask_score
         if changed_point:
             self._log_operating_point()
         return SetParametersResult(successful=True)
@@ -330,22 +340,23 @@ class MooseCore:
         if not self._active:  # deactivated while inferring: publish nothing
             return
         infer_ms = result.timings_ms.get("infer", float("nan"))
-        score_name = self.score
-        scores = result.anomaly[0] if score_name == self.backend.meta.scores[0] else result.extra_scores[score_name][0]
-        labels = result.labels[0]
+        score_name, mask_name = self.score, self.mask_score
         height, width = config.output_size or rgb.shape[:2]
-        labels = conv.resize_nearest(labels, height, width)
-        scores = conv.resize_bilinear(scores, height, width)
+        labels = conv.resize_nearest(result.labels[0], height, width)
+        scores = conv.resize_bilinear(result.score(score_name)[0], height, width)
         header = (msg.stamp_sec, msg.stamp_nanosec, msg.frame_id)
         if "anomaly" in wanted:
             wanted["anomaly"].publish(cdr.serialize_image(*header, scores))
         if "segmentation" in wanted:
             wanted["segmentation"].publish(cdr.serialize_image(*header, labels))
         if "mask" in wanted:
-            mask = (scores > np.float32(self._threshold(score_name))).view(np.uint8) * np.uint8(255)
+            gated = scores
+            if mask_name != score_name:
+                gated = conv.resize_bilinear(result.score(mask_name)[0], height, width)
+            mask = threshold_mask(gated, self._threshold(mask_name))
             wanted["mask"].publish(cdr.serialize_image(*header, mask))
         if "color" in wanted:
-            wanted["color"].publish(cdr.serialize_image(*header, np.take(self._palette, labels, axis=0)))
+            wanted["color"].publish(cdr.serialize_image(*header, colorize_labels(labels, self._palette)))
         if "overlay" in wanted:
             image = conv.resize_bilinear(rgb, height, width)
             value_range, _ = operating_range(config, score_name, self.backend.meta.extra)

@@ -28,6 +28,7 @@ __all__ = [
     "operating_range",
     "operating_threshold",
     "plain_value",
+    "resolve_mask_score",
     "resolve_score",
     "update_config",
 ]
@@ -58,6 +59,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("score", "", "exported score to publish on ~/anomaly; empty = the model's first score"),
     ParamSpec("threshold", math.nan, "~/anomaly/mask is 255 where the raw score > threshold; .nan (unset) = the "
               "model's threshold for the score, else 0.0 (run-time changeable)"),
+    ParamSpec("roi", "auto", "region of ~/anomaly/mask: image (every pixel), road (the score gated to the predicted "
+              "drivable area, needs a model exported with --road-gate), auto = road when the model has the gated "
+              "score, else image (run-time changeable)"),
     ParamSpec("overlay_alpha", 0.5, "heatmap weight in ~/anomaly/overlay, [0, 1] (run-time changeable)", 0.0, 1.0),
     ParamSpec("colormap", "turbo", f"overlay colour map: {', '.join(COLORMAPS)} (run-time changeable)"),
     ParamSpec("score_range", [0.0, 0.0], "[lo, hi] raw-score display range for the overlay; [0, 0] = the model's range "
@@ -83,7 +87,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
 )
 
 #: Parameters that may change while the node runs.
-DYNAMIC = frozenset({"threshold", "overlay_alpha", "colormap", "score_range", "score"})
+DYNAMIC = frozenset({"threshold", "overlay_alpha", "colormap", "score_range", "score", "roi"})
+#: ``roi`` values.
+ROIS: tuple[str, ...] = ("auto", "image", "road")
 
 _SPECS = {spec.name: spec for spec in PARAMETERS}
 
@@ -98,6 +104,7 @@ class NodeConfig:
     threads: int | None = None
     score: str = ""
     threshold: float | None = None
+    roi: str = "auto"
     overlay_alpha: float = 0.5
     colormap: str = "turbo"
     score_range: tuple[float, float] | None = None
@@ -197,6 +204,7 @@ def _build(values: Mapping[str, Any]) -> NodeConfig:
         threads=threads if threads > 0 else None,
         score=_string("score", v["score"]),
         threshold=_threshold(v["threshold"]),
+        roi=_string("roi", v["roi"], ROIS),
         overlay_alpha=_float("overlay_alpha", v["overlay_alpha"], 0.0, 1.0),
         colormap=_string("colormap", v["colormap"], tuple(COLORMAPS)),
         score_range=None if (lo, hi) == (0.0, 0.0) else (lo, hi),
@@ -276,6 +284,22 @@ def resolve_score(config: NodeConfig, scores: Sequence[str]) -> str:
     if config.score not in scores:
         raise _fail("score", config.score, f"a score the model exports: {', '.join(scores)}")
     return config.score
+
+
+def resolve_mask_score(config: NodeConfig, score: str, scores: Sequence[str]) -> str:
+    """The score ~/anomaly/mask thresholds: ``score``, or its road-gated ``<score>_road`` output (``roi``).
+
+    Raises:
+        ConfigError: ``roi: road`` but the model has no ``<score>_road`` output.
+    """
+    gated = f"{score}_road"
+    if config.roi == "image" or score.endswith("_road"):
+        return score
+    if gated in scores:
+        return gated
+    if config.roi == "road":
+        raise _fail("roi", "road", f"image or auto: the model has no '{gated}' output (export it with --road-gate)")
+    return score
 
 
 def operating_threshold(config: NodeConfig, score: str, extra: Mapping[str, Any] | None) -> tuple[float, str]:

@@ -52,7 +52,8 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
         "--variants",
         default=None,
         help=f"comma-separated subset of {', '.join(VARIANTS)} (default: {','.join(DEFAULT_VARIANTS)}; with "
-        "--checkpoint: global,moose,moose_before)",
+        "--checkpoint: global,moose,moose_before); 'score' = the score variants (max-logit, entropy, SML, SML + "
+        "boundary suppression, + road gate) of a calibrated --checkpoint",
     )
     p.add_argument("--checkpoint", type=Path, default=None, help="benchmark this trained checkpoint instead of --archs")
     p.add_argument(
@@ -158,6 +159,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_infer(args: argparse.Namespace) -> int:
     from moose_ros.benchmark import (
         DEFAULT_VARIANTS,
+        SCORE_VARIANTS,
         BenchConfig,
         format_markdown,
         parse_sizes,
@@ -172,6 +174,8 @@ def _run_infer(args: argparse.Namespace) -> int:
     if args.probe_depth is not None:
         model_kwargs["probe_depth"] = args.probe_depth
     variants = args.variants or ("global,moose,moose_before" if args.checkpoint else ",".join(DEFAULT_VARIANTS))
+    if variants == "score":
+        variants = ",".join(SCORE_VARIANTS)
     config = BenchConfig(
         archs=tuple(a.strip() for a in args.archs.split(",") if a.strip()),
         sizes=parse_sizes(args.sizes),
