@@ -27,6 +27,7 @@ TOOLS: dict[str, str] = {
     "eval": "moose_ros.tools.evaluate",
     "bag": "moose_ros.tools.bag",
     "bench": "moose_ros.tools.bench",
+    "engine": "moose_ros.tools.engine",
     "demo": "moose_ros.tools.demo",
 }
 

@@ -52,9 +52,13 @@ class OnnxRuntimeBackend:
         model_path: the ``.onnx`` file written by ``moose export`` (carries its :class:`ModelMeta`).
         device: ``"cpu"`` or ``"cuda"`` (CUDA execution provider; fails if onnxruntime-gpu or a GPU is missing).
         threads: intra-op threads (``None``: ONNX Runtime's default, one per physical core).
+        arena: keep ONNX Runtime's CPU memory arena (off by default: memory returns to the steady size after a
+            large frame instead of staying at its peak).
     """
 
-    def __init__(self, model_path: str | Path, *, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(
+        self, model_path: str | Path, *, device: str = "cpu", threads: int | None = None, arena: bool = False
+    ) -> None:
         if device not in ("cpu", "cuda"):
             raise BackendError(f"onnxruntime: device '{device}' is unknown; allowed values: cpu, cuda")
         if threads is not None and threads < 1:
@@ -80,6 +84,9 @@ class OnnxRuntimeBackend:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        # Without the CPU arena, ORT frees each run's buffers: one large frame does not pin its peak memory for the
+        # life of the node (the arena keeps every block it ever grew to).
+        options.enable_cpu_mem_arena = bool(arena)
         if threads is not None:
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1

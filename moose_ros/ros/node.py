@@ -30,6 +30,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from moose_ros.errors import ConfigError, MooseError
+from moose_ros.progress import run_with_progress
 from moose_ros.ros import cdr, param_sources
 from moose_ros.ros import conversions as conv
 from moose_ros.ros.camera_info import CameraInfoCache, scale_camera_info
@@ -137,27 +138,13 @@ class MooseCore:
     def _make_backend_logged(self, make_backend: Any) -> Any:
         """``make_backend`` in a helper thread, logging progress every ``_PROGRESS_EVERY_S`` seconds (a first
         TensorRT engine build takes minutes on a Jetson; the node must not look hung meanwhile)."""
-        outcome: dict[str, Any] = {}
-
-        def load() -> None:
-            try:
-                outcome["backend"] = make_backend(self.config.backend, self.model_path, threads=self.config.threads)
-            except BaseException as err:  # re-raised below in the node's thread
-                outcome["error"] = err
-
-        worker = threading.Thread(target=load, name="moose_load", daemon=True)
-        start = time.monotonic()
-        worker.start()
         what = "building engine / loading" if self.config.backend in ("auto", "tensorrt") else "loading"
-        while True:
-            worker.join(_PROGRESS_EVERY_S)
-            if not worker.is_alive():
-                break
-            self.get_logger().info(f"{what} {self.model_path} with backend {self.config.backend} ... "
-                                   f"({time.monotonic() - start:.0f} s)")
-        if "error" in outcome:
-            raise outcome["error"]
-        return outcome["backend"]
+        return run_with_progress(
+            lambda: make_backend(self.config.backend, self.model_path, threads=self.config.threads),
+            lambda seconds: self.get_logger().info(
+                f"{what} {self.model_path} with backend {self.config.backend} ... ({seconds:.0f} s)"),
+            _PROGRESS_EVERY_S,
+        )
 
     def _open_outputs(self) -> None:
         """Create the cameras, their publishers and the worker thread."""
@@ -402,7 +389,8 @@ class MooseCore:
         self._log_times[key] = (now, 0)
 
     def _warmup(self) -> None:
-        size = self.config.output_size or self.backend.meta.input_size or (256, 256)
+        # the network's own input size: the warm-up prepares the kernels without allocating a camera-sized frame
+        size = self.backend.meta.input_size or (256, 256)
         try:
             self.backend.infer(np.zeros((1, size[0], size[1], 3), dtype=np.uint8))
         except MooseError as err:

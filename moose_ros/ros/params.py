@@ -66,7 +66,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("colormap", "turbo", f"overlay colour map: {', '.join(COLORMAPS)} (run-time changeable)"),
     ParamSpec("score_range", [0.0, 0.0], "[lo, hi] raw-score display range for the overlay; [0, 0] = the model's range "
               "for the score, else per-frame percentiles (run-time changeable)"),
-    ParamSpec("output_size", [0, 0], "[height, width] of the outputs in pixels; [0, 0] = input size"),
+    ParamSpec("output_size", [0, 0], "[height, width] of the outputs in pixels, height x width <= max_pixels; "
+              "[0, 0] = input size"),
     ParamSpec("input_transport", "raw", f"subscribe to image (raw), image/compressed, or both: {TRANSPORTS}"),
     ParamSpec("input_reliability", "best_effort", f"input QoS reliability: {', '.join(RELIABILITIES)}"),
     ParamSpec("input_depth", 1, "input QoS history depth (>= 1)", 1, 1000),
@@ -194,8 +195,11 @@ def _build(values: Mapping[str, Any]) -> NodeConfig:
     if not (math.isfinite(lo) and math.isfinite(hi)) or (hi <= lo and (lo, hi) != (0.0, 0.0)):
         raise _fail("score_range", v["score_range"], "[lo, hi] with lo < hi, or [0, 0] for automatic")
     height, width = _pair("output_size", v["output_size"], int)
-    if height < 0 or width < 0 or (height == 0) != (width == 0):
-        raise _fail("output_size", v["output_size"], "[height, width] both > 0, or [0, 0] for the input size")
+    max_pixels = _int("max_pixels", v["max_pixels"], 1)
+    if height < 0 or width < 0 or (height == 0) != (width == 0) or height * width > max_pixels:
+        raise _fail("output_size", v["output_size"],
+                    f"[height, width] both > 0 with height x width <= max_pixels ({max_pixels}), or [0, 0] for the "
+                    "input size")
     threads = _int("threads", v["threads"], 0)
     return NodeConfig(
         model=_string("model", v["model"]),
@@ -219,7 +223,7 @@ def _build(values: Mapping[str, Any]) -> NodeConfig:
         publish_overlay=_bool("publish_overlay", v["publish_overlay"]),
         publish_mask=_bool("publish_mask", v["publish_mask"]),
         publish_camera_info=_bool("publish_camera_info", v["publish_camera_info"]),
-        max_pixels=_int("max_pixels", v["max_pixels"], 1),
+        max_pixels=max_pixels,
         diagnostics_period=_float("diagnostics_period", v["diagnostics_period"], 0.0, 3600.0, open_low=True),
         max_drop_ratio=_float("max_drop_ratio", v["max_drop_ratio"], 0.0, 1.0),
         max_latency_ms=_float("max_latency_ms", v["max_latency_ms"], 0.0, 1e7, open_low=True),
