@@ -41,7 +41,7 @@ def test_demo_global_vs_moose(checkpoint_and_onnx, tmp_path: Path, ros_domain: i
     parser = argparse.ArgumentParser()
     demo.add_arguments(parser)
     out = tmp_path / "demo"
-    args = parser.parse_args(["--out", str(out), "--frames", "3", "--height", "64", "--width", "128",
+    args = parser.parse_args(["--out", str(out), "--frames", "3", "--size", "64x128",
                               "--model", str(onnx_path), "--checkpoint", str(ckpt), "--scores", "max_logit",
                               "--threads", "1", "--domain-id", str(ros_domain), "--no-progress"])
     assert demo.run(args) == 0

@@ -16,13 +16,14 @@ pytestmark = pytest.mark.ros
 
 def test_bench_node_runs_and_reports(tmp_path: Path, ros_env: dict[str, str]) -> None:
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, "-m", "moose_ros.ros.bench", "--model", "passthrough", "--threads", "1",
-           "--sizes", "64x48", "96x64", "--frames", "4", "--warmup", "1", "--overload-seconds", "1",
+    cmd = [sys.executable, "-m", "moose_ros.cli", "bench", "node", "--model", "passthrough", "--threads", "1",
+           "--sizes", "48x64", "64x96", "--frames", "4", "--warmup", "1", "--overload-seconds", "1",
            "--json", str(out), "--log-dir", str(tmp_path / "logs")]
     done = subprocess.run(cmd, env=ros_env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "| 64x48 | 4 |" in done.stdout and "| 96x64 | 4 |" in done.stdout
+    assert "| 48x64 | 4 |" in done.stdout and "| 64x96 | 4 |" in done.stdout  # HEIGHTxWIDTH
     results = [SizeResult(**r) for r in json.loads(out.read_text())]
+    assert [(r.height, r.width) for r in results] == [(48, 64), (64, 96)]
     for r in results:
         assert r.inference_ms > 0 and 0 < r.e2e_p50_ms <= r.e2e_p95_ms
         assert 0 < r.overhead_p50_ms < r.e2e_p50_ms  # per-frame e2e minus that frame's inference

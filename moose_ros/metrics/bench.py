@@ -1,22 +1,19 @@
 """Throughput of the streaming (histogram) OoD metrics on one core.
 
-``python -m moose_ros.metrics.bench [--height 1024 --width 2048 --images 20 --bins 131072]`` prints Mpx/s of
-``OodMetrics.update`` in ``hist`` mode (the budget is >= 50 Mpx/s) and, for scale, of ``exact`` pooled mode.
-:func:`measure_throughput` is what ``moose bench`` can call.
+``moose bench metrics [--size 1024x2048 --images 20 --bins 131072]`` prints Mpx/s of ``OodMetrics.update`` in
+``hist`` mode (the budget is >= 50 Mpx/s) and, for scale, of ``exact`` pooled mode (:func:`throughput_lines`).
 """
 
 from __future__ import annotations
 
-import argparse
 import time
-from collections.abc import Sequence
 
 import numpy as np
 
 from moose_ros.metrics.histogram import DEFAULT_BINS
 from moose_ros.metrics.ood import OodMetrics
 
-__all__ = ["main", "measure_throughput"]
+__all__ = ["measure_throughput", "throughput_lines"]
 
 
 def _frames(height: int, width: int, count: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -66,26 +63,12 @@ def measure_throughput(
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Print the throughput of hist (pooled, per-image) and exact (pooled) modes."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--height", type=int, default=1024)
-    parser.add_argument("--width", type=int, default=2048)
-    parser.add_argument("--images", type=int, default=20)
-    parser.add_argument("--bins", type=int, default=DEFAULT_BINS)
-    args = parser.parse_args(argv)
-    for mode, protocol, n in (
-        ("hist", "pooled", args.images),
-        ("hist", "per_image", args.images),
-        ("exact", "pooled", max(1, args.images // 4)),
-    ):
-        r = measure_throughput(args.height, args.width, n, mode=mode, protocol=protocol, bins=args.bins)
-        print(
-            f"{mode:5s} {protocol:9s} {args.height}x{args.width} x{n}: update {r['mpx_per_s']:7.1f} Mpx/s,"
-            f" compute {r['compute_s'] * 1e3:8.1f} ms, AUPR {r['aupr']:.4f}"
-        )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def throughput_lines(height: int, width: int, images: int, bins: int = DEFAULT_BINS) -> list[str]:
+    """One line per mode: hist (pooled, per-image) and exact (pooled) update throughput at ``height`` x ``width``."""
+    lines = []
+    for mode, protocol, n in (("hist", "pooled", images), ("hist", "per_image", images),
+                              ("exact", "pooled", max(1, images // 4))):
+        r = measure_throughput(height, width, n, mode=mode, protocol=protocol, bins=bins)
+        lines.append(f"{mode:5s} {protocol:9s} {height}x{width} x{n}: update {r['mpx_per_s']:7.1f} Mpx/s,"
+                     f" compute {r['compute_s'] * 1e3:8.1f} ms, AUPR {r['aupr']:.4f}")
+    return lines

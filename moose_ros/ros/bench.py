@@ -19,7 +19,6 @@ noise of a long inference on a busy CPU.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import struct
@@ -32,9 +31,8 @@ from typing import Any
 import numpy as np
 
 from moose_ros.errors import ConfigError, MooseError
-from moose_ros.sizes import size_type
 
-__all__ = ["HELP", "SizeResult", "add_arguments", "format_table", "passthrough_model", "run"]
+__all__ = ["HELP", "NodeBenchConfig", "SizeResult", "format_table", "passthrough_model", "run"]
 
 HELP = "end-to-end latency of moose_node over DDS (publish -> ~/anomaly), inference time subtracted"
 
@@ -61,22 +59,33 @@ class SizeResult:
     overload_dropped: int
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``moose bench node``."""
-    parser.add_argument("--model", type=Path, default=None,
-                        help="fused .onnx (default: the bundled model), or 'passthrough' for a no-compute graph")
-    parser.add_argument("--backend", default="auto", help="node backend (default auto)")
-    parser.add_argument("--threads", type=int, default=0, help="backend CPU threads (0 = backend default)")
-    parser.add_argument("--sizes", type=size_type(order="WxH"), nargs="+", default=[(1280, 720), (2048, 1024)],
-                        help="input sizes WIDTHxHEIGHT (default 1280x720 2048x1024)")
-    parser.add_argument("--frames", type=int, default=30, help="closed-loop frames per size (default 30)")
-    parser.add_argument("--warmup", type=int, default=3, help="unmeasured frames per size first (default 3)")
-    parser.add_argument("--rate", type=float, default=30.0, help="overload publish rate in Hz (default 30)")
-    parser.add_argument("--overload-seconds", type=float, default=5.0, help="overload phase length, 0 = skip")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for one frame's outputs")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
-    parser.add_argument("--log-dir", type=Path, default=None, help="node log folder (default: a temp folder)")
-    parser.add_argument("--check", action="store_true", help="exit with status 1 when a target is missed")
+@dataclass(frozen=True)
+class NodeBenchConfig:
+    """What ``moose bench node`` measures (its options are parsed in :mod:`moose_ros.tools.bench`).
+
+    Attributes:
+        model: fused .onnx (None: the bundled model), or ``Path("passthrough")`` for a no-compute graph.
+        backend, threads: the node's ``backend`` / ``threads`` parameters (0 = backend default).
+        sizes: input sizes (height, width) in pixels.
+        frames, warmup: closed-loop frames per size, and unmeasured frames before them.
+        rate, overload_seconds: overload publish rate (Hz) and length (s; 0 = skip).
+        timeout: seconds to wait for one frame's outputs.
+        json: also write the results here; log_dir: node log folder (None: a temporary folder).
+        check: exit status 1 when a target is missed.
+    """
+
+    model: Path | None = None
+    backend: str = "auto"
+    threads: int = 0
+    sizes: tuple[tuple[int, int], ...] = ((720, 1280), (1024, 2048))
+    frames: int = 30
+    warmup: int = 3
+    rate: float = 30.0
+    overload_seconds: float = 5.0
+    timeout: float = 60.0
+    json: Path | None = None
+    log_dir: Path | None = None
+    check: bool = False
 
 
 def passthrough_model(path: Path) -> Path:
@@ -134,7 +143,7 @@ def format_table(results: list[SizeResult]) -> str:
             verdict = "ok" if r.overload_p95_ms <= 2 * r.inference_ms else "over"
             over = f"{r.overload_p95_ms:.1f} ({verdict}, 2x = {2 * r.inference_ms:.1f})"
         lines.append(
-            f"| {r.width}x{r.height} | {r.frames} | {r.inference_ms:.1f} | {r.e2e_p50_ms:.1f} | {r.e2e_p95_ms:.1f} | "
+            f"| {r.height}x{r.width} | {r.frames} | {r.inference_ms:.1f} | {r.e2e_p50_ms:.1f} | {r.e2e_p95_ms:.1f} | "
             f"{r.overhead_p50_ms:.1f}{target} | {over} | {r.overload_processed}/{r.overload_published} |"
         )
     return "\n".join(lines)
@@ -208,7 +217,7 @@ class _Bench:
         self.context.try_shutdown()
 
 
-def _measure_size(bench: _Bench, width: int, height: int, args: argparse.Namespace, clock_ns: Any) -> SizeResult:
+def _measure_size(bench: _Bench, height: int, width: int, args: NodeBenchConfig, clock_ns: Any) -> SizeResult:
     from moose_ros.ros.cdr import serialize_image
 
     rng = np.random.default_rng(width * height)
@@ -225,7 +234,7 @@ def _measure_size(bench: _Bench, width: int, height: int, args: argparse.Namespa
         done = bench.spin_until(lambda: all(stamp in bench.arrivals[n] for n in OUTPUTS), args.timeout)
         if not done:
             missing = [n for n in OUTPUTS if stamp not in bench.arrivals[n]]
-            raise MooseError(f"no {', '.join(missing)} output within {args.timeout:.0f} s for a {width}x{height} frame")
+            raise MooseError(f"no {', '.join(missing)} output within {args.timeout:.0f} s for a {height}x{width} frame")
 
         def period() -> dict[str, str] | None:
             return next((v for _, v in bench.diagnostics[seen:] if int(v["processed"]) > processed), None)
@@ -266,7 +275,7 @@ def _measure_size(bench: _Bench, width: int, height: int, args: argparse.Namespa
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: NodeBenchConfig) -> int:
     """Run the benchmark; prints the Markdown table; returns 0 (1 with ``--check`` if a target was missed)."""
     from moose_ros.dds import loopback_env
     from moose_ros.resources import bundled_model_path
@@ -298,8 +307,8 @@ def run(args: argparse.Namespace) -> int:
                                 executor=bench.executor, timeout_s=120.0)
         bench.spin_until(lambda: bench.node.count_subscribers("image") > 0, 10.0)
         clock = bench.node.get_clock()
-        for width, height in args.sizes:
-            results.append(_measure_size(bench, width, height, args, lambda: clock.now().nanoseconds))
+        for height, width in args.sizes:
+            results.append(_measure_size(bench, height, width, args, lambda: clock.now().nanoseconds))
     finally:
         bench.close()
         launcher.stop(proc)
@@ -312,14 +321,3 @@ def run(args: argparse.Namespace) -> int:
     missed = [r for r in results if r.target_ms is not None and r.overhead_p50_ms > r.target_ms]
     missed += [r for r in results if r.overload_p95_ms is not None and r.overload_p95_ms > 2 * r.inference_ms]
     return 1 if missed and args.check else 0
-
-
-def main() -> int:
-    """``python -m moose_ros.ros.bench`` (same options as ``moose bench node``)."""
-    parser = argparse.ArgumentParser(prog="moose bench node", description=HELP)
-    add_arguments(parser)
-    return run(parser.parse_args())
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,8 @@
-"""``moose bench infer | node``: inference latency of the fused graphs, or end-to-end latency of the node.
+"""``moose bench infer | quality | node | metrics``: every benchmark of the project, parsed here.
+
+``infer`` (:mod:`moose_ros.benchmark`): latency of the fused graphs; ``quality`` (:mod:`moose_ros.export.quality`):
+the fast post-processing against the exact one; ``node`` (:mod:`moose_ros.ros.bench`): end-to-end latency of the
+node over loopback DDS; ``metrics`` (:mod:`moose_ros.metrics.bench`): throughput of the streaming OoD metrics.
 
 Examples::
 
@@ -6,13 +10,13 @@ Examples::
     moose bench infer --archs deeplabv3_mobilenet_v3_large --sizes 480x640 --repeats 5 --threads 2 --out out/bench
     moose bench infer --checkpoint models/moose_synthstreet.pt --score max_logit --score entropy \
         --sizes 720x1280 1024x2048 --threads 1 --profile     # global vs MOoSe vs the graph of an earlier commit
-    moose bench node --sizes 1280x720                   # see moose_ros.ros.bench
+    moose bench node --sizes 720x1280                   # HEIGHTxWIDTH, like every size on the command line
+    moose bench metrics --size 1024x2048 --images 10
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 from pathlib import Path
 
@@ -22,7 +26,6 @@ HELP = "benchmarks: fused-graph inference (global vs MOoSe vs 5-member ensemble)
 
 LOG = logging.getLogger(__name__)
 
-_NODE_MODULE = "moose_ros.ros.bench"
 
 
 def _add_infer(sub: argparse._SubParsersAction) -> None:
@@ -90,21 +93,38 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
 
 def _add_node(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("node", help="end-to-end latency of moose_node over loopback DDS")
-    try:
-        module = importlib.import_module(_NODE_MODULE)
-    except ImportError as err:  # keep `moose --help` working; say why at run time
-        reason = str(err)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(_bench=lambda args: _unavailable(reason))
-        return
-    module.add_arguments(p)
-    p.set_defaults(_bench=module.run)
+    p.add_argument("--model", type=Path, default=None,
+                   help="fused .onnx (default: the bundled model), or 'passthrough' for a no-compute graph")
+    p.add_argument("--backend", default="auto", help="node backend (default auto)")
+    p.add_argument("--threads", type=int, default=0, help="backend CPU threads (0 = backend default)")
+    p.add_argument("--sizes", nargs="+", default=["720x1280", "1024x2048"],
+                   help="input sizes HEIGHTxWIDTH (default 720x1280 1024x2048)")
+    p.add_argument("--frames", type=int, default=30, help="closed-loop frames per size (default 30)")
+    p.add_argument("--warmup", type=int, default=3, help="unmeasured frames per size first (default 3)")
+    p.add_argument("--rate", type=float, default=30.0, help="overload publish rate in Hz (default 30)")
+    p.add_argument("--overload-seconds", type=float, default=5.0, help="overload phase length, 0 = skip")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for one frame's outputs")
+    p.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
+    p.add_argument("--log-dir", type=Path, default=None, help="node log folder (default: a temp folder)")
+    p.add_argument("--check", action="store_true", help="exit with status 1 when a target is missed")
+    p.set_defaults(_bench=_run_node)
 
 
-def _unavailable(reason: str) -> int:
+def _run_node(args: argparse.Namespace) -> int:
     from moose_ros.errors import ConfigError
+    from moose_ros.sizes import parse_size
 
-    raise ConfigError(f"moose bench node is unavailable: {_NODE_MODULE} cannot be imported ({reason})")
+    try:
+        from moose_ros.ros import bench
+    except ImportError as err:  # rclpy or the ROS message packages are missing: say so, with the reason
+        raise ConfigError(f"moose bench node needs ROS 2 (rclpy and its messages): {err}") from err
+    config = bench.NodeBenchConfig(
+        model=args.model, backend=args.backend, threads=args.threads,
+        sizes=tuple(parse_size(s, what="--sizes") for s in args.sizes), frames=args.frames, warmup=args.warmup,
+        rate=args.rate, overload_seconds=args.overload_seconds, timeout=args.timeout, json=args.json,
+        log_dir=args.log_dir, check=args.check,
+    )
+    return bench.run(config)
 
 
 def _add_quality(sub: argparse._SubParsersAction) -> None:
@@ -149,11 +169,34 @@ def _run_quality(args: argparse.Namespace) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Subcommands ``infer``, ``quality`` and ``node``."""
-    sub = parser.add_subparsers(dest="bench", metavar="{infer,quality,node}", required=True)
+    """Subcommands ``infer``, ``quality``, ``node`` and ``metrics``."""
+    sub = parser.add_subparsers(dest="bench", metavar="{infer,quality,node,metrics}", required=True)
     _add_infer(sub)
     _add_quality(sub)
     _add_node(sub)
+    _add_metrics(sub)
+
+
+def _add_metrics(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("metrics", help="throughput of the streaming OoD metrics (Mpx/s, one core)")
+    p.add_argument("--size", default="1024x2048", help="HxW of the score maps (default 1024x2048)")
+    p.add_argument("--images", type=int, default=20, help="maps per mode (default 20)")
+    p.add_argument("--bins", type=int, default=None, help="histogram bins (default 2**17)")
+    p.set_defaults(_bench=_run_metrics)
+
+
+def _run_metrics(args: argparse.Namespace) -> int:
+    from moose_ros.errors import ConfigError
+    from moose_ros.metrics.bench import throughput_lines
+    from moose_ros.metrics.histogram import DEFAULT_BINS
+    from moose_ros.sizes import parse_size
+
+    if args.images < 1:
+        raise ConfigError(f"--images must be >= 1, got {args.images}")
+    height, width = parse_size(args.size, what="--size")
+    for line in throughput_lines(height, width, args.images, args.bins or DEFAULT_BINS):
+        print(line)
+    return 0
 
 
 def _run_infer(args: argparse.Namespace) -> int:

@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from moose_ros.sizes import parse_size
+
 __all__ = ["HELP", "add_arguments", "run"]
 
 HELP = "end-to-end demo: SynthStreet drive -> rosbag2 -> moose_node over DDS -> Global vs MOoSe report"
@@ -37,8 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``moose demo`` (all have working defaults)."""
     parser.add_argument("--out", type=Path, default=Path("out/demo"), help="output directory (default out/demo)")
     parser.add_argument("--frames", type=int, default=40, help="frames in the drive (default 40)")
-    parser.add_argument("--height", type=int, default=256, help="image height in pixels (default 256)")
-    parser.add_argument("--width", type=int, default=512, help="image width in pixels (default 512)")
+    parser.add_argument("--size", default="256x512", help="HEIGHTxWIDTH of the drive's images (default 256x512)")
     parser.add_argument("--seed", type=int, default=2026, help="SynthStreet seed of the drive (default 2026)")
     parser.add_argument("--model", type=Path, default=None, help="MOoSe ONNX (default: the bundled model)")
     parser.add_argument(
@@ -173,12 +174,13 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise ConfigError(f"--scores {','.join(unknown)} not exported in {moose_model}; it has {','.join(meta.scores)}")
 
+    height, width = parse_size(args.size, what="--size")
     for path in (data_root, bag_path, report_dir, out / "logs"):  # a previous demo's outputs (models/ stays)
         shutil.rmtree(path, ignore_errors=True)
-    t0 = _step(f"1/3 rendering a {args.frames}-frame SynthStreet drive ({args.width}x{args.height}) into {data_root}")
+    t0 = _step(f"1/3 rendering a {args.frames}-frame SynthStreet drive ({height}x{width}) into {data_root}")
     write_synthstreet(
-        data_root, split="test", count=1, layout="lostandfound", seed=args.seed, height=args.height,
-        width=args.width, ood=True, sequence=args.frames, progress=not args.no_progress,
+        data_root, split="test", count=1, layout="lostandfound", seed=args.seed, height=height,
+        width=width, ood=True, sequence=args.frames, progress=not args.no_progress,
     )
     print(f"[demo]   {time.monotonic() - t0:.1f} s")
     t0 = _step(f"2/3 writing the rosbag2 {bag_path} (10 Hz, mcap)")
@@ -213,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
     paths = write_bag_report(report_dir, results, title="moose demo: Global vs MOoSe through moose_node",
                              notes=[
                                  f"Data: SynthStreet drive, seed {args.seed}, {summary.frames} frames "
-                                 f"{args.width}x{args.height}, unknown objects on the road.",
+                                 f"{height}x{width}, unknown objects on the road.",
                                  f"MOoSe: {moose_model}. Global: {global_note}.",
                                  f"Both through moose_node over DDS (loopback), replay at {pace}.",
                              ])
