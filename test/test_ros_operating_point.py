@@ -34,8 +34,9 @@ SIZE = (40, 56)
 MSP_RANGE = [-0.9, -0.3]
 
 
-#: Classes of the tiny model's drivable area (its road gate).
+#: Classes of the tiny model's drivable area (its road gate), and a frame where they cover part of the image.
 ROAD = (0, 1)
+ROI_SIZE = (64, 96)
 
 
 def _export(path: Path, rgb: np.ndarray) -> tuple[float, list[float]]:
@@ -51,8 +52,8 @@ def _export(path: Path, rgb: np.ndarray) -> tuple[float, list[float]]:
         num_classes=7, aspp_channels=16, probe_width=16, atrous_rates=(2, 4), output_stride=8).eval()
     fused, _ = make_fused(model, scores=("max_logit", "msp"), road_classes=ROAD)
     with torch.no_grad():
-        outputs = fused(torch.from_numpy(rgb[None]))
-    scores, gated = outputs[1][0].numpy(), outputs[3][0].numpy()
+        scores = fused(torch.from_numpy(rgb[None]))[1][0].numpy()
+        gated = fused(torch.from_numpy(scene_image(*ROI_SIZE, seed=3)[None]))[3][0].numpy()
     threshold = float(np.median(scores))
     value_range = [float(scores.min()), float(scores.max())]
     # The ModelMeta.extra contract the node reads (what the exporter writes from a checkpoint's calibration).
@@ -161,7 +162,7 @@ def test_threshold_and_range_come_from_the_model_and_follow_score(session: Sessi
 def test_roi_road_thresholds_the_gated_score_and_keeps_the_raw_map(session: Session) -> None:
     from moose_ros.backends import make_backend
 
-    rgb = scene_image(*SIZE, seed=3)
+    rgb = scene_image(*ROI_SIZE, seed=3)
     backend = make_backend("onnxruntime-cpu", session.path, threads=1)
     try:
         expected = backend.infer(rgb[None])
@@ -171,9 +172,10 @@ def test_roi_road_thresholds_the_gated_score_and_keeps_the_raw_map(session: Sess
     gated, raw = expected.score("max_logit_road")[0], expected.score("max_logit")[0]
     labels = expected.labels[0]
     assert not np.array_equal(gated, raw) and np.isin(labels, ROAD).any()
-    # off the predicted drivable area the gated score is the image's minimum
-    off_road = ~np.isin(labels, ROAD)
-    assert np.all(gated[off_road] == gated.min())
+    # the gate keeps a pixel's score or sets the image's minimum; most off-road pixels get the minimum (those
+    # enclosed by road are filled into the drivable area)
+    assert np.all((gated == raw) | (gated == gated.min()))
+    assert (gated[~np.isin(labels, ROAD)] == gated.min()).mean() > 0.5
 
     session.set(roi="road")
     outs = session.frame(rgb)
@@ -188,4 +190,5 @@ def test_roi_road_thresholds_the_gated_score_and_keeps_the_raw_map(session: Sess
     session.set(roi="image")
     mask, scores = _mask_of(session.frame(rgb))
     np.testing.assert_array_equal(mask, np.where(scores > np.float32(session.threshold), 255, 0))
+    assert not np.array_equal(mask, np.where(gated > np.float32(threshold), 255, 0))
     assert session.proc.poll() is None

@@ -226,6 +226,49 @@ def make_fused(
     return fused.eval(), ckpt_meta
 
 
+def _trace(fused: FusedMoose, meta: ModelMeta, *, dynamic_batch: bool, source: str) -> Any:
+    """Trace ``fused`` to an ONNX ``ModelProto`` (opset 17, dynamic H/W and optionally N) carrying ``meta``."""
+    import onnx
+
+    trace_h, trace_w = fused.input_size if fused.input_size is not None else TRACE_SIZE
+    # An input size different from the network size, so the resize is traced as a real op with dynamic H, W.
+    dummy = torch.randint(0, 256, (1, trace_h + 7, trace_w + 9, 3), dtype=torch.uint8)
+    names = fused.output_names
+    dyn_in = {1: "H", 2: "W"}
+    dyn_out = {} if fused.output_size is not None else {1: "H", 2: "W"}
+    if dynamic_batch:
+        dyn_in = {0: "N", **dyn_in}
+        dyn_out = {0: "N", **dyn_out}
+    dynamic_axes = {"image": dyn_in, **{name: dyn_out for name in names}}
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                fused,
+                (dummy,),
+                buffer,
+                input_names=["image"],
+                output_names=names,
+                dynamic_axes=dynamic_axes,
+                opset_version=OPSET,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+    except Exception as err:  # the exporter raises many unrelated types
+        raise ExportError(f"{source}: tracing the fused graph failed: {err}") from err
+    model = onnx.load_from_string(buffer.getvalue())
+    del model.metadata_props[:]
+    entry = model.metadata_props.add()
+    entry.key, entry.value = META_KEY, meta.to_json()
+    model.producer_name = "moose_ros"
+    model.doc_string = (
+        "MOoSe fused graph: image uint8 [N,H,W,3] RGB -> labels uint8 [N,H',W'], anomaly float32 [N,H',W'] "
+        f"(score {meta.scores[0]}, higher = anomalous)"
+    )
+    return model
+
+
 def export_onnx(
     checkpoint_or_model: str | os.PathLike[str] | nn.Module,
     out_path: str | os.PathLike[str],
@@ -279,47 +322,12 @@ def export_onnx(
     meta = build_model_meta(
         fused, ckpt_meta, extra={"exporter": f"torch {torch.__version__} legacy, opset {OPSET}", **(extra_meta or {})}
     )
-    trace_h, trace_w = fused.input_size if fused.input_size is not None else TRACE_SIZE
-    # An input size different from the network size, so the resize is traced as a real op with dynamic H, W.
-    dummy = torch.randint(0, 256, (1, trace_h + 7, trace_w + 9, 3), dtype=torch.uint8)
-    names = fused.output_names
-    dyn_in = {1: "H", 2: "W"}
-    dyn_out = {} if fused.output_size is not None else {1: "H", 2: "W"}
-    if dynamic_batch:
-        dyn_in = {0: "N", **dyn_in}
-        dyn_out = {0: "N", **dyn_out}
-    dynamic_axes = {"image": dyn_in, **{name: dyn_out for name in names}}
-    buffer = io.BytesIO()
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                fused,
-                (dummy,),
-                buffer,
-                input_names=["image"],
-                output_names=names,
-                dynamic_axes=dynamic_axes,
-                opset_version=OPSET,
-                do_constant_folding=True,
-                dynamo=False,
-            )
-    except Exception as err:  # the exporter raises many unrelated types
-        raise ExportError(f"{out_path}: tracing the fused graph failed: {err}") from err
-    model = onnx.load_from_string(buffer.getvalue())
-    del model.metadata_props[:]
-    entry = model.metadata_props.add()
-    entry.key, entry.value = META_KEY, meta.to_json()
-    model.producer_name = "moose_ros"
-    model.doc_string = (
-        "MOoSe fused graph: image uint8 [N,H,W,3] RGB -> labels uint8 [N,H',W'], anomaly float32 [N,H',W'] "
-        f"(score {meta.scores[0]}, higher = anomalous)"
-    )
+    model = _trace(fused, meta, dynamic_batch=dynamic_batch, source=str(out_path))
     try:
         onnx.checker.check_model(model, full_check=True)
     except onnx.checker.ValidationError as err:
         raise ExportError(f"{out_path}: onnx.checker rejected the exported graph: {err}") from err
-    _check_io(model, names, source=str(out_path))
+    _check_io(model, fused.output_names, source=str(out_path))
     if check_tensorrt:
         check_tensorrt_compatible(model, source=str(out_path))
     data = model.SerializeToString()

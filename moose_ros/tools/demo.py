@@ -146,10 +146,46 @@ def _table(results: list[Any]) -> str:
     return "\n".join(rows)
 
 
+def _chosen_scores(requested: str, meta: Any, model: Path) -> tuple[str, ...]:
+    """The scores to replay: ``all``, or a comma list (the default list keeps only what the model exports)."""
+    from moose_ros.errors import ConfigError
+
+    if requested == "all":
+        return tuple(meta.scores)
+    scores = tuple(s.strip() for s in requested.split(",") if s.strip())
+    if requested == ",".join(DEFAULT_SCORES):
+        scores = tuple(s for s in scores if s in meta.scores) or tuple(meta.scores[:1])
+    unknown = [s for s in scores if s not in meta.scores]
+    if unknown:
+        raise ConfigError(f"--scores {','.join(unknown)} not exported in {model}; it has {','.join(meta.scores)}")
+    return scores
+
+
+def _replay_all(
+    args: argparse.Namespace, bag_path: Path, methods: list[tuple[str, Path]], scores: tuple[str, ...], logs: Path
+) -> list[Any]:
+    """Replay the bag through the node once per (model, score); returns the results in that order."""
+    from moose_ros.bag.evaluate import ReplayOptions, replay_bag
+
+    max_speed = args.rate_scale is None
+    results = []
+    for method, model in methods:
+        for score in scores:
+            options = ReplayOptions(
+                max_speed=max_speed, rate_scale=1.0 if max_speed else args.rate_scale, threads=args.threads,
+                domain_id=args.domain_id, node_params={"score": score}, progress=not args.no_progress,
+            )
+            t0 = time.monotonic()
+            result = replay_bag(bag_path, model, options, method=method, log_dir=logs / f"{method}_{score}")
+            print(f"[demo]   {method} / {score}: {result.frames_answered}/{result.frames_sent} answered, "
+                  f"{time.monotonic() - t0:.1f} s")
+            results.append(result)
+    return results
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the demo; returns 0 on success (raises MooseError with the failing step otherwise)."""
     from moose_ros.backends.onnx_meta import read_meta
-    from moose_ros.bag.evaluate import ReplayOptions, replay_bag
     from moose_ros.bag.from_dataset import BagWriteOptions, write_bag
     from moose_ros.bag.report import write_bag_report
     from moose_ros.data import open_dataset
@@ -164,16 +200,7 @@ def run(args: argparse.Namespace) -> int:
     data_root, bag_path, report_dir = out / "synthstreet", out / "demo.bag", out / "report"
     moose_model = args.model if args.model is not None else bundled_model_path()
     meta = read_meta(moose_model)
-    if args.scores == "all":
-        scores = meta.scores
-    else:
-        scores = tuple(s.strip() for s in args.scores.split(",") if s.strip())
-        if args.scores == ",".join(DEFAULT_SCORES):
-            scores = tuple(s for s in scores if s in meta.scores) or meta.scores[:1]
-    unknown = [s for s in scores if s not in meta.scores]
-    if unknown:
-        raise ConfigError(f"--scores {','.join(unknown)} not exported in {moose_model}; it has {','.join(meta.scores)}")
-
+    scores = _chosen_scores(args.scores, meta, moose_model)
     height, width = parse_size(args.size, what="--size")
     for path in (data_root, bag_path, report_dir, out / "logs"):  # a previous demo's outputs (models/ stays)
         shutil.rmtree(path, ignore_errors=True)
@@ -200,18 +227,7 @@ def run(args: argparse.Namespace) -> int:
     max_speed = args.rate_scale is None
     pace = "max speed (next frame after each answer)" if max_speed else f"{10 * args.rate_scale:g} Hz"
     _step(f"3/3 replaying through moose_node over DDS at {pace}: {len(methods)} models x {len(scores)} scores")
-    results = []
-    for method, model in methods:
-        for score in scores:
-            options = ReplayOptions(
-                max_speed=max_speed, rate_scale=1.0 if max_speed else args.rate_scale, threads=args.threads,
-                domain_id=args.domain_id, node_params={"score": score}, progress=not args.no_progress,
-            )
-            t0 = time.monotonic()
-            result = replay_bag(bag_path, model, options, method=method, log_dir=out / "logs" / f"{method}_{score}")
-            print(f"[demo]   {method} / {score}: {result.frames_answered}/{result.frames_sent} answered, "
-                  f"{time.monotonic() - t0:.1f} s")
-            results.append(result)
+    results = _replay_all(args, bag_path, methods, scores, out / "logs")
     paths = write_bag_report(report_dir, results, title="moose demo: Global vs MOoSe through moose_node",
                              notes=[
                                  f"Data: SynthStreet drive, seed {args.seed}, {summary.frames} frames "

@@ -183,206 +183,256 @@ def train_stage(
         halt_at: stop this process after step ``halt_at`` with a resumable ``<stage>_last.pt`` (time-sliced or
             pre-emptible jobs); the schedule still runs to ``steps`` when resumed.
     """
-    from tqdm import tqdm
+    run = _StageRun(cfg, stage, Path(out_dir), init=init, resume=resume, device=device, progress=progress)
+    return run.run(halt_at=halt_at)
 
-    scfg = cfg.stage(stage)
-    out_dir = Path(out_dir)
-    dist_info = D.setup_distributed(device)
-    dev = dist_info.device
-    if dist_info.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
 
-    start_from = Path(resume) if resume is not None else resolve_init(stage, scfg, out_dir, init)
-    model, meta = _build_model(cfg, stage, start_from)
-    params = prepare_stage(model, stage, seed=cfg.seed, reinit=resume is None)
-    model.to(dev)
-    if scfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    optimizer = _optimizer(params, scfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _poly(scfg))
-    amp_dtype, use_scaler = _amp_setup(scfg, dev)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+@dataclass
+class _Counters:
+    """What changes from step to step and survives a resume."""
 
-    step, best, history, elapsed_before = 0, None, [], 0.0
-    if resume is not None:
-        state_file = _state_path(Path(resume))
+    step: int = 0
+    best: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    elapsed_before: float = 0.0
+    bad_vals: int = 0
+
+
+class _StageRun:
+    """One stage's model, optimizer, data and bookkeeping; :meth:`run` is the loop."""
+
+    def __init__(self, cfg: TrainConfig, stage: str, out_dir: Path, *, init: str | Path | None,
+                 resume: str | Path | None, device: str | None, progress: bool) -> None:
+        self.cfg, self.stage, self.scfg, self.out_dir = cfg, stage, cfg.stage(stage), out_dir
+        self.progress = progress
+        self.dist = D.setup_distributed(device)
+        self.dev = self.dist.device
+        if self.dist.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        self.start_from = Path(resume) if resume is not None else resolve_init(stage, self.scfg, out_dir, init)
+        self.model, self.meta = _build_model(cfg, stage, self.start_from)
+        params = prepare_stage(self.model, stage, seed=cfg.seed, reinit=resume is None)
+        self.model.to(self.dev)
+        if self.scfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.optimizer = _optimizer(params, self.scfg)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _poly(self.scfg))
+        self.amp_dtype, self.use_scaler = _amp_setup(self.scfg, self.dev)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_scaler)
+        self.counters = _Counters()
+        if resume is not None:
+            self._restore(Path(resume))
+        self.samples = _open_split(cfg, cfg.data.train_split)
+        self.train_set, train_module = self._train_data()
+        self.net: nn.Module = train_module
+        if self.dist.distributed:
+            ids = [self.dev.index] if self.dev.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(train_module, device_ids=ids, broadcast_buffers=False)
+        self.val_set = _open_split(cfg, cfg.data.val_split)
+        # the scale the network works at: the (resized) training image size; random crops keep that scale
+        resize = self.scfg.resize
+        self.input_size = list(resize) if resize is not None else list(np.asarray(self.samples[0].image).shape[:2])
+        self.recipe = self._recipe(rerun=resume is None)
+        self.metrics = dict(self.meta.metrics)
+        self.t0 = time.monotonic()
+
+    def _restore(self, resume: Path) -> None:
+        state_file = _state_path(resume)
         if not state_file.is_file():
             raise CheckpointError(f"--resume {resume}: training state {state_file} is missing")
         state = torch.load(state_file, map_location="cpu", weights_only=True)
-        if state.get("stage") != stage:
-            raise CheckpointError(f"--resume {resume}: saved by stage '{state.get('stage')}', not '{stage}'")
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        if state.get("stage") != self.stage:
+            raise CheckpointError(f"--resume {resume}: saved by stage '{state.get('stage')}', not '{self.stage}'")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        step = int(state["step"])
-        best = json.loads(state["best"]) if state.get("best") else None
-        history = json.loads(state.get("history", "[]"))
-        elapsed_before = float(state.get("seconds", 0.0))
-        log.info("resuming %s at step %d of %d", stage, step, scfg.steps)
+            self.scaler.load_state_dict(state["scaler"])
+        c = self.counters
+        c.step = int(state["step"])
+        c.best = json.loads(state["best"]) if state.get("best") else None
+        c.history = json.loads(state.get("history", "[]"))
+        c.elapsed_before = float(state.get("seconds", 0.0))
+        log.info("resuming %s at step %d of %d", self.stage, c.step, self.scfg.steps)
 
-    samples = _open_split(cfg, cfg.data.train_split)
-    caching = scfg.cache_features
-    if caching and stage == "base":
-        raise ConfigError("base.cache_features=true: caching needs a frozen trunk (stages probes, refit only)")
-    train_module: nn.Module = model
-    if caching:
+    def _train_data(self) -> tuple[Any, nn.Module]:
+        """(training set, module the loss is computed on): cached features or augmented images."""
+        cfg, scfg, meta = self.cfg, self.scfg, self.meta
+        if not scfg.cache_features:
+            augment = AugmentConfig(resize=scfg.resize, scale=scfg.scale, crop=scfg.crop, flip=scfg.flip)
+            return SegTrainSet(self.samples, augment, mean=meta.mean, std=meta.std, seed=cfg.seed), self.model
+        if self.stage == "base":
+            raise ConfigError("base.cache_features=true: caching needs a frozen trunk (stages probes, refit only)")
         from moose_ros.train.cache import CachedHeads, FeatureCache, cache_key, cached_features
 
         train_set = cached_features(
-            cache_key(start_from, cfg.data.root, cfg.data.train_split, scfg.resize, scfg.flip),
-            lambda: FeatureCache(model, samples, mean=meta.mean, std=meta.std, resize=scfg.resize, flip=scfg.flip,
-                                 device=dev, channels_last=scfg.channels_last,
-                                 progress=progress and dist_info.is_main),
+            cache_key(self.start_from, cfg.data.root, cfg.data.train_split, scfg.resize, scfg.flip),
+            lambda: FeatureCache(self.model, self.samples, mean=meta.mean, std=meta.std, resize=scfg.resize,
+                                 flip=scfg.flip, device=self.dev, channels_last=scfg.channels_last,
+                                 progress=self.progress and self.dist.is_main),
         )
-        train_module = CachedHeads(model, stage)
-    else:
-        train_set = SegTrainSet(
-            samples, AugmentConfig(resize=scfg.resize, scale=scfg.scale, crop=scfg.crop, flip=scfg.flip),
-            mean=meta.mean, std=meta.std, seed=cfg.seed,
+        return train_set, CachedHeads(self.model, self.stage)
+
+    def _recipe(self, *, rerun: bool) -> dict[str, Any]:
+        recipe = dict(self.meta.recipe)
+        recipe.setdefault("stages", {})
+        if rerun and self.stage in recipe["stages"]:  # a stage run again on its own result: keep the earlier run
+            earlier = {"stage": self.stage, **recipe["stages"][self.stage], "config": recipe.get("config"),
+                       "metrics": self.meta.metrics.get(self.stage)}
+            recipe["earlier_runs"] = [*recipe.get("earlier_runs", []), earlier]
+        recipe["config"] = self.cfg.to_dict()
+        return recipe
+
+    def _loader(self) -> Any:
+        scfg = self.scfg
+        sampler = ShardedBatchSampler(
+            len(self.train_set), scfg.batch_size, total_steps=scfg.steps, seed=self.cfg.seed, rank=self.dist.rank,
+            world_size=self.dist.world_size, accum=scfg.accum, start_step=self.counters.step,
         )
-    net: nn.Module = train_module
-    if dist_info.distributed:
-        ids = [dev.index] if dev.type == "cuda" else None
-        net = nn.parallel.DistributedDataParallel(train_module, device_ids=ids, broadcast_buffers=False)
+        return torch.utils.data.DataLoader(
+            self.train_set, batch_sampler=sampler, num_workers=scfg.workers, pin_memory=self.dev.type == "cuda",
+            persistent_workers=False,
+        )
 
-    val_set = _open_split(cfg, cfg.data.val_split)
-    sampler = ShardedBatchSampler(
-        len(train_set), scfg.batch_size, total_steps=scfg.steps, seed=cfg.seed, rank=dist_info.rank,
-        world_size=dist_info.world_size, accum=scfg.accum, start_step=step,
-    )
-    loader = torch.utils.data.DataLoader(
-        train_set, batch_sampler=sampler, num_workers=scfg.workers, pin_memory=dev.type == "cuda",
-        persistent_workers=False,
-    )
-    # the scale the network works at: the (resized) training image size; random crops keep that scale
-    input_size = list(scfg.resize) if scfg.resize is not None else list(np.asarray(samples[0].image).shape[:2])
-    recipe = dict(meta.recipe)
-    recipe.setdefault("stages", {})
-    if resume is None and stage in recipe["stages"]:  # a stage run again on its own result: keep the earlier run
-        earlier = {"stage": stage, **recipe["stages"][stage], "config": recipe.get("config"),
-                   "metrics": meta.metrics.get(stage)}
-        recipe["earlier_runs"] = [*recipe.get("earlier_runs", []), earlier]
-    recipe["config"] = cfg.to_dict()
-    metrics = dict(meta.metrics)
+    def _seconds(self) -> float:
+        return time.monotonic() - self.t0 + self.counters.elapsed_before
 
-    def validate() -> dict[str, Any] | None:
-        if stage == "base" and scfg.bn_recalibrate > 0:
-            recalibrate_bn(model, samples, count=scfg.bn_recalibrate, mean=meta.mean, std=meta.std,
-                           resize=scfg.resize, device=dev, channels_last=scfg.channels_last)
-        if val_set is None:
+    def validate(self) -> dict[str, Any] | None:
+        """Per-head val mIoU (after the base's BN recalibration), or None without a val split."""
+        model, meta, scfg = self.model, self.meta, self.scfg
+        if self.stage == "base" and scfg.bn_recalibrate > 0:
+            recalibrate_bn(model, self.samples, count=scfg.bn_recalibrate, mean=meta.mean, std=meta.std,
+                           resize=scfg.resize, device=self.dev, channels_last=scfg.channels_last)
+        if self.val_set is None:
             return None
         res = evaluate_heads(
-            model, val_set, mean=meta.mean, std=meta.std, num_classes=model.num_classes,
-            ignore_index=meta.ignore_index, resize=scfg.resize, device=dev, limit=cfg.data.val_limit,
+            model, self.val_set, mean=meta.mean, std=meta.std, num_classes=model.num_classes,
+            ignore_index=meta.ignore_index, resize=scfg.resize, device=self.dev, limit=self.cfg.data.val_limit,
             channels_last=scfg.channels_last,
         )
-        set_stage_mode(model, stage, True)
+        set_stage_mode(model, self.stage, True)
         return res
 
-    def checkpoint(kind: str, record: dict[str, Any] | None) -> None:
-        if not dist_info.is_main:
+    def checkpoint(self, kind: str, record: dict[str, Any] | None) -> None:
+        """Write ``<stage>.pt`` (``kind="best"``) or ``<stage>_last.pt`` + its resumable state (rank 0 only)."""
+        if not self.dist.is_main:
             return
-        stage_recipe = {**recipe, "stages": {**recipe["stages"], stage: {
-            "steps": step, "of_steps": scfg.steps, "world_size": dist_info.world_size,
-            "seconds": round(time.monotonic() - t0 + elapsed_before, 1), "seed": cfg.seed}}}
-        stage_metrics = dict(metrics)
+        c, stage = self.counters, self.stage
+        stage_recipe = {**self.recipe, "stages": {**self.recipe["stages"], stage: {
+            "steps": c.step, "of_steps": self.scfg.steps, "world_size": self.dist.world_size,
+            "seconds": round(self._seconds(), 1), "seed": self.cfg.seed}}}
+        stage_metrics = dict(self.metrics)
         if record is not None:
             stage_metrics[stage] = record
             stage_metrics["val"] = record
+        path = self.out_dir / (f"{stage}.pt" if kind == "best" else f"{stage}_last.pt")
+        _save(path, self.model, self.meta, recipe=stage_recipe, metrics=stage_metrics, input_size=self.input_size)
         if kind == "best":
-            _save(out_dir / f"{stage}.pt", model, meta, recipe=stage_recipe, metrics=stage_metrics,
-                  input_size=input_size)
             return
-        last = out_dir / f"{stage}_last.pt"
-        _save(last, model, meta, recipe=stage_recipe, metrics=stage_metrics, input_size=input_size)
         torch.save({
-            "stage": stage, "step": step, "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if use_scaler else None,
-            "best": json.dumps(best) if best is not None else None, "history": json.dumps(history),
-            "seconds": time.monotonic() - t0 + elapsed_before,
-        }, _state_path(last))
+            "stage": stage, "step": c.step, "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict() if self.use_scaler else None,
+            "best": json.dumps(c.best) if c.best is not None else None, "history": json.dumps(c.history),
+            "seconds": self._seconds(),
+        }, _state_path(path))
 
-    t0 = time.monotonic()
-    select = _SELECT[stage]
-    bad_vals = 0
-    set_stage_mode(model, stage, True)
-    bar = tqdm(total=scfg.steps, initial=step, desc=stage, disable=not (progress and dist_info.is_main),
-               dynamic_ncols=True)
-    micro_batches: list[tuple[Any, ...]] = []
-    loss_avg, seen, t_window = None, 0, time.monotonic()
-    stop = False
-    for batch in loader:
-        micro_batches.append(tuple(batch))
-        if len(micro_batches) < scfg.accum:
-            continue
-        _seed_step(cfg.seed, dist_info.rank, step)
-        valid = torch.tensor([float(sum(int((mb[-1] != meta.ignore_index).sum()) for mb in micro_batches))],
+    def _optimizer_step(self, micro_batches: list[tuple[Any, ...]]) -> float:
+        """One optimizer step over the accumulated micro-batches; returns the step's loss."""
+        scfg, dist, dev, ignore = self.scfg, self.dist, self.dev, self.meta.ignore_index
+        _seed_step(self.cfg.seed, dist.rank, self.counters.step)
+        valid = torch.tensor([float(sum(int((mb[-1] != ignore).sum()) for mb in micro_batches))],
                              dtype=torch.float64, device=dev)
-        total_valid = float(D.all_reduce_sum(valid).item())
-        norm = max(total_valid, 1.0) / dist_info.world_size
+        norm = max(float(D.all_reduce_sum(valid).item()), 1.0) / dist.world_size
         step_loss = 0.0
         for a, mb in enumerate(micro_batches):
             inputs = [_to_device(v, dev, scfg.channels_last) for v in mb[:-1]]
             y = mb[-1].to(dev, non_blocking=True)
-            sync = a == len(micro_batches) - 1 or not dist_info.distributed
-            ctx = contextlib.nullcontext() if sync else net.no_sync()
-            with ctx:
-                with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    outputs = net(*inputs)
-                loss = sum(seg_loss_sum(lg, y, meta.ignore_index) for lg in head_logits(outputs, stage)) / norm
-                scaler.scale(loss).backward()
-            step_loss += float(loss.detach()) / dist_info.world_size
-        micro_batches = []
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
-        step += 1
-        seen += scfg.batch_size
-        if not math.isfinite(step_loss):
-            raise ConfigError(f"{stage}: loss became {step_loss} at step {step}; lower {stage}.lr")
-        loss_avg = step_loss if loss_avg is None else 0.9 * loss_avg + 0.1 * step_loss
-        bar.update(1)
-        if step % scfg.log_every == 0 or step == scfg.steps:
-            rate = seen / max(time.monotonic() - t_window, 1e-9)
-            bar.set_postfix(loss=f"{loss_avg:.4f}", img_s=f"{rate:.2f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-            seen, t_window = 0, time.monotonic()
-        at_val = (scfg.val_every > 0 and step % scfg.val_every == 0) or step == scfg.steps
-        if at_val:
-            record = None
-            if dist_info.is_main:
-                res = validate()
-                if res is not None:
-                    record = {"step": step, "loss": loss_avg, "seconds": time.monotonic() - t0 + elapsed_before,
-                              **res}
-                    history.append(record)
-                    improved = best is None or res[select] >= best[select] + scfg.min_delta
-                    if best is None or res[select] > best[select]:
-                        best = record
-                        checkpoint("best", record)
-                    bad_vals = 0 if improved else bad_vals + 1
-                    with open(out_dir / f"{stage}_log.jsonl", "a", encoding="utf-8") as fh:
-                        fh.write(json.dumps(record) + "\n")
-                    bar.write(f"[{stage}] step {step}: val global {res['global_miou']:.4f} probes "
-                              f"{[round(v, 4) for v in res['probe_miou']]} moose {res['moose_miou']:.4f}")
-                elif step == scfg.steps:
-                    checkpoint("best", None)
-                checkpoint("last", record)
-                stop = scfg.patience is not None and bad_vals >= scfg.patience and step < scfg.steps
+            sync = a == len(micro_batches) - 1 or not dist.distributed
+            with contextlib.nullcontext() if sync else self.net.no_sync():
+                with torch.autocast(dev.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                    outputs = self.net(*inputs)
+                loss = sum(seg_loss_sum(lg, y, ignore) for lg in head_logits(outputs, self.stage)) / norm
+                self.scaler.scale(loss).backward()
+            step_loss += float(loss.detach()) / dist.world_size
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return step_loss
+
+    def _validate_and_save(self, loss_avg: float | None, bar: Any) -> bool:
+        """Validation step on rank 0: log, keep the best, write the checkpoints; returns "patience ran out"."""
+        c, scfg, stage = self.counters, self.scfg, self.stage
+        if not self.dist.is_main:
+            return False
+        record = None
+        res = self.validate()
+        if res is not None:
+            select = _SELECT[stage]
+            record = {"step": c.step, "loss": loss_avg, "seconds": self._seconds(), **res}
+            c.history.append(record)
+            improved = c.best is None or res[select] >= c.best[select] + scfg.min_delta
+            if c.best is None or res[select] > c.best[select]:
+                c.best = record
+                self.checkpoint("best", record)
+            c.bad_vals = 0 if improved else c.bad_vals + 1
+            with open(self.out_dir / f"{stage}_log.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+            bar.write(f"[{stage}] step {c.step}: val global {res['global_miou']:.4f} probes "
+                      f"{[round(v, 4) for v in res['probe_miou']]} moose {res['moose_miou']:.4f}")
+        elif c.step == scfg.steps:
+            self.checkpoint("best", None)
+        self.checkpoint("last", record)
+        return scfg.patience is not None and c.bad_vals >= scfg.patience and c.step < scfg.steps
+
+    def _after_step(self, loss_avg: float | None, bar: Any, halt_at: int | None) -> bool:
+        """Validation / periodic checkpoint after a step; True when the loop must stop."""
+        c, scfg = self.counters, self.scfg
+        stop = False
+        if (scfg.val_every > 0 and c.step % scfg.val_every == 0) or c.step == scfg.steps:
+            stop = self._validate_and_save(loss_avg, bar)
             D.barrier()
-            stop = D.broadcast_flag(stop, dev)
-        elif (scfg.save_every > 0 and step % scfg.save_every == 0) or step == halt_at:
-            checkpoint("last", None)
-        if halt_at is not None and step >= halt_at:
-            break
-        if stop:
-            if dist_info.is_main:
-                bar.write(f"[{stage}] val {select} saturated (patience {scfg.patience}); stopping at step {step}")
-            break
-    bar.close()
-    D.barrier()
-    seconds = time.monotonic() - t0 + elapsed_before
-    result_path = out_dir / f"{stage}.pt"
-    return StageResult(stage=stage, steps=step, checkpoint=result_path if dist_info.is_main else None,
-                       best=best, history=history, seconds=seconds, model=model)
+            stop = D.broadcast_flag(stop, self.dev)
+        elif (scfg.save_every > 0 and c.step % scfg.save_every == 0) or c.step == halt_at:
+            self.checkpoint("last", None)
+        if halt_at is not None and c.step >= halt_at:
+            return True
+        if stop and self.dist.is_main:
+            bar.write(f"[{self.stage}] val {_SELECT[self.stage]} saturated (patience {scfg.patience}); stopping "
+                      f"at step {c.step}")
+        return stop
+
+    def run(self, *, halt_at: int | None) -> StageResult:
+        """The training loop up to ``steps`` (or ``halt_at``, or early stopping)."""
+        from tqdm import tqdm
+
+        c, scfg, stage = self.counters, self.scfg, self.stage
+        loader = self._loader()
+        self.t0 = time.monotonic()
+        set_stage_mode(self.model, stage, True)
+        bar = tqdm(total=scfg.steps, initial=c.step, desc=stage, disable=not (self.progress and self.dist.is_main),
+                   dynamic_ncols=True)
+        micro_batches: list[tuple[Any, ...]] = []
+        loss_avg, seen, t_window = None, 0, time.monotonic()
+        for batch in loader:
+            micro_batches.append(tuple(batch))
+            if len(micro_batches) < scfg.accum:
+                continue
+            step_loss = self._optimizer_step(micro_batches)
+            micro_batches = []
+            c.step += 1
+            seen += scfg.batch_size
+            if not math.isfinite(step_loss):
+                raise ConfigError(f"{stage}: loss became {step_loss} at step {c.step}; lower {stage}.lr")
+            loss_avg = step_loss if loss_avg is None else 0.9 * loss_avg + 0.1 * step_loss
+            bar.update(1)
+            if c.step % scfg.log_every == 0 or c.step == scfg.steps:
+                rate = seen / max(time.monotonic() - t_window, 1e-9)
+                bar.set_postfix(loss=f"{loss_avg:.4f}", img_s=f"{rate:.2f}",
+                                lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+                seen, t_window = 0, time.monotonic()
+            if self._after_step(loss_avg, bar, halt_at):
+                break
+        bar.close()
+        D.barrier()
+        return StageResult(stage=stage, steps=c.step, checkpoint=self.out_dir / f"{stage}.pt" if self.dist.is_main
+                           else None, best=c.best, history=c.history, seconds=self._seconds(), model=self.model)
