@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import onnx
 import pytest
@@ -133,17 +131,25 @@ def test_global_graph_runs_no_probes_and_ensemble_aggregates(model, tmp_path):
     result = OnnxRuntimeBackend(global_path).infer(images)
     assert (result.labels == ref["labels"]).mean() >= 0.999
 
-    second = copy.deepcopy(model)
-    with torch.no_grad():
-        second.classifier[-1].weight.mul_(-1.0)  # an independent-looking second member, cheaply
-    members = [model, second]
-    ensemble = FusedEnsemble(members, scores=("mutual_information",))
+    members = [model, tiny_model(seed=1)]  # two independently initialised members
+    scores = ("mutual_information", "max_logit", "entropy")
+    ensemble = FusedEnsemble(members, scores=scores, score_resolution="full")
     with torch.no_grad():
         out = ensemble.run(torch.from_numpy(images))
         heads = ensemble.head_logits(ensemble.preprocess(torch.from_numpy(images)))
-        feature_mi = compute_score("mutual_information", heads)
+        # the reference: each member's logits upsampled to the image, aggregated by the scoring module
+        up = [torch.nn.functional.interpolate(h, size=(64, 96), mode="bilinear", align_corners=False) for h in heads]
+        expected = {name: compute_score(name, up).numpy() for name in scores}
+        mean_labels = torch.stack(up).mean(0).argmax(1).to(torch.uint8).numpy()
+        first_labels = up[0].argmax(1).to(torch.uint8).numpy()
     assert ensemble.num_probes == 1 and out["anomaly"].shape == (1, 64, 96)
-    assert float(feature_mi.max()) > 0  # two different members disagree somewhere
+    np.testing.assert_allclose(out["anomaly"].numpy(), expected["mutual_information"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out["anomaly_max_logit"].numpy(), expected["max_logit"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out["anomaly_entropy"].numpy(), expected["entropy"], rtol=1e-4, atol=1e-5)
+    assert float(expected["mutual_information"].max()) > 0  # the two members disagree somewhere
+    # ensembles segment with the mean of the members' logits (labels_from_mean), not the first member alone
+    assert (out["labels"].numpy() == mean_labels).mean() >= 0.999
+    assert (mean_labels != first_labels).any()
 
 
 def test_invalid_options_are_named(model):

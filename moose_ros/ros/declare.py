@@ -52,7 +52,11 @@ def _descriptor(spec: ParamSpec) -> Any:
 
 
 def foreign_overrides(node: Any) -> list[str]:
-    """Names in the node's parameter overrides that are neither ours nor rclpy's own (sorted)."""
+    """Names in the node's parameter overrides that are neither ours nor rclpy's own (sorted).
+
+    ``qos_overrides.*`` entries are not counted: a shared '/**' params file sets them for the nodes that enable QoS
+    overriding, and rclpy ignores them for this node.
+    """
     overrides = getattr(node, "_parameter_overrides", None) or {}
     return sorted(
         name for name in overrides

@@ -148,6 +148,8 @@ class FileReport:
                 f"{list(self.keys)} do not match this node's name (ROS ignores such sections silently); "
                 "key the file '/**:' or '/**/moose_node:' to apply it under any namespace"
             ]
+        # qos_overrides.* in a shared '/**' section are meant for nodes that enable QoS overriding (camera
+        # drivers, recorders); rclpy ignores them for this node, which exposes none, so they are not a mistake here
         foreign = sorted(n for n in self.values if n not in known and n not in ROS_OWN
                          and not n.startswith("qos_overrides."))
         if not foreign:

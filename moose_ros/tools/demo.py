@@ -32,7 +32,8 @@ HELP = "end-to-end demo: SynthStreet drive -> rosbag2 -> moose_node over DDS -> 
 log = logging.getLogger(__name__)
 
 #: scores compared by default (max-logit: the node's default; entropy: where probe disagreement shows most)
-DEFAULT_SCORES = ("max_logit", "entropy")
+#: ``--scores`` default: every score the model exports except the road-gated copies (those feed the mask).
+DEFAULT_SCORES = "model"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,9 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-global", action="store_true", help="run MOoSe only")
     parser.add_argument(
         "--scores",
-        default=",".join(DEFAULT_SCORES),
-        help="comma-separated scores exported in the model, or 'all' (default: max_logit,entropy where exported;"
-        " each score is one node run per model)",
+        default=DEFAULT_SCORES,
+        help="comma-separated scores exported in the model, 'all', or 'model' (default: the model's scores "
+        "without the road-gated copies; each score is one node run per model)",
     )
     parser.add_argument(
         "--rate-scale",
@@ -94,18 +95,23 @@ def _global_model(args: argparse.Namespace, moose_model: Path, meta: Any, models
         return out, f"global head of {checkpoint.name} (cached export {out})"
     try:
         from moose_ros.export import export_onnx
+        from moose_ros.export.postprocess import BoundarySuppression
     except ImportError as err:
         return None, f"exporting the global head needs torch ({err}); install the 'train' extra"
     t0 = _step(f"exporting the global head of {checkpoint} (heads=global) ...")
+    post = meta.extra.get("postprocess") or {}
+    boundary = post.get("boundary_suppression")
     export_onnx(
         checkpoint,
         out,
-        scores=meta.scores,
+        scores=[s for s in meta.scores if not s.endswith("_road")],  # the gated copies come from road_classes
         input_size=meta.input_size,
         output_size=meta.output_size,
         score_resolution=meta.score_resolution,
         heads="global",
         check_tensorrt=False,
+        boundary=BoundarySuppression(**boundary) if boundary else None,
+        road_classes=post.get("road_classes"),
     )
     _check_same_network(read_meta(out), meta, out)
     print(f"[demo]   done in {time.monotonic() - t0:.1f} s -> {out}")
@@ -147,14 +153,14 @@ def _table(results: list[Any]) -> str:
 
 
 def _chosen_scores(requested: str, meta: Any, model: Path) -> tuple[str, ...]:
-    """The scores to replay: ``all``, or a comma list (the default list keeps only what the model exports)."""
+    """The scores to replay: ``all``, ``model`` (without the road-gated copies) or a comma list."""
     from moose_ros.errors import ConfigError
 
     if requested == "all":
         return tuple(meta.scores)
+    if requested == "model":
+        return tuple(s for s in meta.scores if not s.endswith("_road"))
     scores = tuple(s.strip() for s in requested.split(",") if s.strip())
-    if requested == ",".join(DEFAULT_SCORES):
-        scores = tuple(s for s in scores if s in meta.scores) or tuple(meta.scores[:1])
     unknown = [s for s in scores if s not in meta.scores]
     if unknown:
         raise ConfigError(f"--scores {','.join(unknown)} not exported in {model}; it has {','.join(meta.scores)}")
