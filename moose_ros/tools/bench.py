@@ -2,7 +2,8 @@
 
 ``infer`` (:mod:`moose_ros.benchmark`): latency of the fused graphs; ``quality`` (:mod:`moose_ros.export.quality`):
 the fast post-processing against the exact one; ``node`` (:mod:`moose_ros.ros.bench`): end-to-end latency of the
-node over loopback DDS; ``metrics`` (:mod:`moose_ros.metrics.bench`): throughput of the streaming OoD metrics.
+node over loopback DDS; ``metrics`` (:mod:`moose_ros.metrics.bench`): throughput of the streaming OoD metrics;
+``memory`` (:mod:`moose_ros.memory_bench`): the backend's memory after one large frame, ORT arena on vs off.
 
 Examples::
 
@@ -169,12 +170,39 @@ def _run_quality(args: argparse.Namespace) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Subcommands ``infer``, ``quality``, ``node`` and ``metrics``."""
-    sub = parser.add_subparsers(dest="bench", metavar="{infer,quality,node,metrics}", required=True)
+    """Subcommands ``infer``, ``quality``, ``node``, ``metrics`` and ``memory``."""
+    sub = parser.add_subparsers(dest="bench", metavar="{infer,quality,node,metrics,memory}", required=True)
     _add_infer(sub)
     _add_quality(sub)
     _add_node(sub)
     _add_metrics(sub)
+    _add_memory(sub)
+
+
+def _add_memory(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("memory", help="RSS after one large frame, ONNX Runtime CPU arena on vs off")
+    p.add_argument("--model", type=Path, default=None, help="fused .onnx (default: the bundled model)")
+    p.add_argument("--size", default="720x1280", help="camera HxW (default 720x1280)")
+    p.add_argument("--large", default="2896x5792", help="HxW of the one large frame (default 2896x5792)")
+    p.add_argument("--frames", type=int, default=5, help="camera-size frames before and after it (default 5)")
+    p.add_argument("--threads", type=int, default=None, help="ORT threads (default: ORT's)")
+    p.set_defaults(_bench=_run_memory)
+
+
+def _run_memory(args: argparse.Namespace) -> int:
+    from moose_ros.errors import ConfigError
+    from moose_ros.memory_bench import format_memory_table, run_memory_bench
+    from moose_ros.resources import bundled_model_path
+    from moose_ros.sizes import parse_size
+
+    if args.frames < 1:
+        raise ConfigError(f"--frames must be >= 1, got {args.frames}")
+    size, large = parse_size(args.size, what="--size"), parse_size(args.large, what="--large")
+    model = args.model if args.model is not None else bundled_model_path()
+    if not Path(model).is_file():
+        raise ConfigError(f"--model {model}: no such file")
+    print(format_memory_table(run_memory_bench(Path(model), size, large, args.frames, args.threads), size, large))
+    return 0
 
 
 def _add_metrics(sub: argparse._SubParsersAction) -> None:
