@@ -162,6 +162,22 @@ def _check_options(args: argparse.Namespace) -> None:
     check_report_dir(args.out, "--out")
 
 
+def _segmentation(args: argparse.Namespace, scorer: Any, dataset: Any) -> dict[str, Any]:
+    """Per-head mIoU and calibration on a segmentation dataset (checkpoints only: per-head probabilities)."""
+    from moose_ros.eval.segmentation import evaluate_segmentation
+
+    if not hasattr(scorer, "head_probs"):
+        raise ConfigError("segmentation datasets need a checkpoint (.pt): per-head probabilities are required")
+    return evaluate_segmentation(
+        lambda image, size: scorer.head_probs(image, size)[1],
+        dataset,
+        int(scorer.fused.model.num_classes),
+        ignore_index=getattr(scorer.checkpoint_meta, "ignore_index", 255),
+        limit=args.limit,
+        progress=not args.no_progress,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate, write the report and print the main table."""
     _check_options(args)
@@ -208,20 +224,7 @@ def run(args: argparse.Namespace) -> int:
         )
         curves, gallery = ev.curves, ev.gallery
     elif first is not None and hasattr(first, "label"):
-        from moose_ros.eval.segmentation import evaluate_segmentation
-
-        if not hasattr(scorer, "head_probs"):
-            raise ConfigError("segmentation datasets need a checkpoint (.pt): per-head probabilities are required")
-        num_classes = int(scorer.fused.model.num_classes)
-        ignore = getattr(scorer.checkpoint_meta, "ignore_index", 255)
-        seg = evaluate_segmentation(
-            lambda image, size: scorer.head_probs(image, size)[1],
-            dataset,
-            num_classes,
-            ignore_index=ignore,
-            limit=args.limit,
-            progress=not args.no_progress,
-        )
+        seg = _segmentation(args, scorer, dataset)
         summary.update(images=f"{seg['num_images']} of {n_total}", time=f"{seg['seconds']:.1f} s")
         results.update(segmentation=seg["segmentation"], calibration=seg["calibration"])
     else:
