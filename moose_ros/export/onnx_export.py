@@ -399,8 +399,14 @@ def _verify(fused: FusedMoose, data: bytes, *, dynamic_batch: bool, source: str)
             if agreement < 0.99:
                 raise ExportError(f"{source}: labels agree with torch on only {agreement:.1%} of pixels")
         else:
+            # Scores that depend on the arg-max class (SML's per-class statistics, boundary suppression's class
+            # borders, the road gate's region) jump where a near-tie of two logits resolves differently in the two
+            # runtimes, so, as for the labels, 99 % of the pixels (not every one) must agree within the tolerance;
+            # a frozen shape or a wrong op breaks far more than that.
             tolerance = 1e-3 * float(np.ptp(b)) + 1e-4
-            error = float(np.abs(a - b).max())
-            if not error <= tolerance:
-                raise ExportError(f"{source}: '{name}' differs from torch by {error:.3g} (tolerance {tolerance:.3g})")
+            close = float((np.abs(a - b) <= tolerance).mean())
+            if not close >= 0.99:
+                error = float(np.quantile(np.abs(a - b), 0.99))
+                raise ExportError(f"{source}: '{name}' differs from torch by {error:.3g} on 1 % of the pixels "
+                                  f"(tolerance {tolerance:.3g}; {close:.2%} of the pixels agree)")
     LOG.debug("%s: verified against torch on %s", source, list(shape))
