@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from moose_ros.benchmark import BenchConfig, format_markdown, run_benchmark
+from moose_ros.bench.infer import BenchConfig, format_markdown, run_benchmark
 from moose_ros.errors import ConfigError
 from moose_ros.tools import bench
 

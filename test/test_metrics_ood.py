@@ -262,7 +262,7 @@ def test_import_without_torch_and_bench_runs() -> None:
     code = (
         "import sys, moose_ros.metrics as m; "
         "assert 'torch' not in sys.modules and 'rclpy' not in sys.modules; "
-        "from moose_ros.metrics.bench import measure_throughput; "
+        "from moose_ros.bench.metrics import measure_throughput; "
         "r = measure_throughput(256, 512, images=8); print(r['mpx_per_s'])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)

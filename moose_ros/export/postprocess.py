@@ -10,7 +10,7 @@ taking a C-way arg-max there costs several times the network itself. ``postproce
 every score at a *work resolution* (by default the network's input size, e.g. 192x384) and upsamples only
 single-channel results to the output size: scores bilinearly, labels with nearest neighbour. With
 ``work_size=WORK_OUTPUT`` it computes everything at the output size instead (exact; the reference the fast path is
-measured against by :mod:`moose_ros.export.quality`).
+measured against by :mod:`moose_ros.bench.quality`).
 
 Scores (higher = more anomalous, float32): the names of :data:`moose_ros.scoring.SCORE_NAMES` plus ``"sml"``
 (standardised max-logit, Jung et al. 2021: the max of the aggregated logits standardised by the mean and standard

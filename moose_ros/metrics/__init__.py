@@ -5,7 +5,7 @@
 - :class:`SegmentationMetrics`: confusion-matrix mIoU, per-class IoU, pixel accuracy.
 - :class:`ComponentMetrics`: SegmentMeIfYouCan sIoU / PPV / mean F1 over 8-connected components (scipy).
 - :class:`CalibrationMetrics` (ECE) and :class:`HeadDiversity` (mutual information, head variance).
-- :mod:`moose_ros.metrics.curves`: PR / ROC curve functions; :mod:`moose_ros.metrics.bench`: throughput check.
+- :mod:`moose_ros.metrics.curves`: PR / ROC curve functions.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""``moose bench infer | quality | node | metrics``: every benchmark of the project, parsed here.
+"""``moose bench infer | quality | node | metrics | memory``: every benchmark of the project, parsed here.
 
-``infer`` (:mod:`moose_ros.benchmark`): latency of the fused graphs; ``quality`` (:mod:`moose_ros.export.quality`):
+``infer`` (:mod:`moose_ros.bench.infer`): latency of the fused graphs; ``quality`` (:mod:`moose_ros.bench.quality`):
 the fast post-processing against the exact one; ``node`` (:mod:`moose_ros.ros.bench`): end-to-end latency of the
-node over loopback DDS; ``metrics`` (:mod:`moose_ros.metrics.bench`): throughput of the streaming OoD metrics;
-``memory`` (:mod:`moose_ros.memory_bench`): the backend's memory after one large frame, ORT arena on vs off.
+node over loopback DDS; ``metrics`` (:mod:`moose_ros.bench.metrics`): throughput of the streaming OoD metrics;
+``memory`` (:mod:`moose_ros.bench.memory`): the backend's memory after one large frame, ORT arena on vs off.
 
 Examples::
 
@@ -30,7 +30,7 @@ LOG = logging.getLogger(__name__)
 
 
 def _add_infer(sub: argparse._SubParsersAction) -> None:
-    from moose_ros.benchmark import DEFAULT_VARIANTS, VARIANTS
+    from moose_ros.bench.infer import DEFAULT_VARIANTS, VARIANTS
     from moose_ros.scoring import GRAPH_SCORES
 
     p = sub.add_parser(
@@ -154,8 +154,8 @@ def _add_quality(sub: argparse._SubParsersAction) -> None:
 def _run_quality(args: argparse.Namespace) -> int:
     import torch
 
+    from moose_ros.bench.quality import compare_work_sizes, format_quality
     from moose_ros.data import open_dataset
-    from moose_ros.export.quality import compare_work_sizes, format_quality
 
     torch.set_num_threads(args.threads)
     report = compare_work_sizes(
@@ -190,8 +190,8 @@ def _add_memory(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_memory(args: argparse.Namespace) -> int:
+    from moose_ros.bench.memory import format_memory_table, run_memory_bench
     from moose_ros.errors import ConfigError
-    from moose_ros.memory_bench import format_memory_table, run_memory_bench
     from moose_ros.resources import bundled_model_path
     from moose_ros.sizes import parse_size
 
@@ -214,8 +214,8 @@ def _add_metrics(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_metrics(args: argparse.Namespace) -> int:
+    from moose_ros.bench.metrics import throughput_lines
     from moose_ros.errors import ConfigError
-    from moose_ros.metrics.bench import throughput_lines
     from moose_ros.metrics.histogram import DEFAULT_BINS
     from moose_ros.sizes import parse_size
 
@@ -228,7 +228,7 @@ def _run_metrics(args: argparse.Namespace) -> int:
 
 
 def _run_infer(args: argparse.Namespace) -> int:
-    from moose_ros.benchmark import (
+    from moose_ros.bench.infer import (
         DEFAULT_VARIANTS,
         SCORE_VARIANTS,
         BenchConfig,

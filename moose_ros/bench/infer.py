@@ -156,7 +156,7 @@ def before_fused_class(rev: str) -> type:
     import importlib.util
     import subprocess
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]  # the repository (moose_ros/bench/infer.py)
     try:
         source = subprocess.run(
             ["git", "show", f"{rev}:moose_ros/export/fused.py"], cwd=root, capture_output=True, text=True, check=True
