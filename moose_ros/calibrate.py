@@ -57,6 +57,17 @@ class SmlAccumulator:
         self.total += np.bincount(pred, weights=top, minlength=self.num_classes)
         self.squares += np.bincount(pred, weights=top * top, minlength=self.num_classes)
 
+    def add_heads(self, heads: Sequence[Any], size: tuple[int, int]) -> None:
+        """Add the pixels of one image: heads' logits torch float [1, C, h, w] (aggregated by their mean, as the
+        fused graph does) resampled bilinearly to ``size`` (the network input size) before the max."""
+        import torch.nn.functional as F
+
+        from moose_ros.scoring import mean_logits
+
+        z = mean_logits(list(heads)) if len(heads) > 1 else heads[0]
+        top, pred = F.interpolate(z, size=size, mode="bilinear", align_corners=False).max(dim=1)
+        self.update(top.cpu().numpy(), pred.cpu().numpy())
+
     def compute(self) -> dict[str, list[float]]:
         """``{"mean": [C], "std": [C], "count": [C]}``; classes never predicted take the statistics of all pixels.
 
@@ -89,10 +100,8 @@ def sml_statistics(
         ``{"global": {"mean", "std", "count"}, "moose": {...}, "images": n, "resolution": "input"}``.
     """
     import torch
-    import torch.nn.functional as F
 
     from moose_ros.export.onnx_export import make_fused
-    from moose_ros.scoring import mean_logits
 
     fused, meta = make_fused(checkpoint, input_size=input_size)
     num_classes = len(meta.classes) if meta is not None else int(fused.model.num_classes)
@@ -106,10 +115,7 @@ def sml_statistics(
             x = fused.preprocess(torch.from_numpy(image)[None])
             heads = fused.head_logits(x)
             for name, used in (("global", heads[:1]), ("moose", heads)):
-                z = mean_logits(used) if len(used) > 1 else used[0]
-                z = F.interpolate(z, size=(x.shape[2], x.shape[3]), mode="bilinear", align_corners=False)
-                top, pred = z.max(dim=1)
-                acc[name].update(top.numpy(), pred.numpy())
+                acc[name].add_heads(used, (x.shape[2], x.shape[3]))
     return {**{name: a.compute() for name, a in acc.items()}, "images": n, "resolution": "input"}
 
 

@@ -4,9 +4,8 @@ The codec itself is :mod:`moose_ros.image_codec` (shared with the bag tools).
 
 Decoders take the message fields (``data``, ``height``, ``width``, ``step``, ``encoding``) or a message and return
 uint8 [H, W, 3] RGB; they honour ``step`` row padding and avoid copies where the layout allows (rgb8 without
-padding is a zero-copy view of ``msg.data``). Every malformed input raises :class:`MessageError` with a short
-machine-readable ``reason`` attribute (``"encoding"``, ``"empty"``, ``"too_large"``, ``"step"``, ``"short_data"``,
-``"format"``, ``"corrupt"``) for per-reason log throttling.
+padding is a zero-copy view of ``msg.data``). Malformed input raises the codec's :class:`MessageError` with its
+``reason`` attribute (per-reason log throttling).
 """
 
 from __future__ import annotations

@@ -142,11 +142,8 @@ class TableScorer:
 
         The aggregated logits are taken at the network input size, as the fused graph standardises them.
         """
-        import torch.nn.functional as F
-
         from moose_ros.calibrate import SmlAccumulator
         from moose_ros.export.postprocess import SmlStats
-        from moose_ros.scoring import mean_logits
 
         n = min(limit, len(samples))
         if n < 1:
@@ -155,9 +152,7 @@ class TableScorer:
         for index in range(n):
             heads, hw = self.method_heads(np.asarray(samples[index].image))
             for key, used in heads.items():
-                z = mean_logits(used) if len(used) > 1 else used[0]
-                top, pred = F.interpolate(z, size=hw, mode="bilinear", align_corners=False).max(dim=1)
-                acc[key].update(top.cpu().numpy(), pred.cpu().numpy())
+                acc[key].add_heads(used, hw)
         num_classes = len(self.meta.classes)
         self.sml = {key: SmlStats.from_json(a.compute(), num_classes, source=f"sml {key}") for key, a in acc.items()}
         return {"images": n}
