@@ -3,13 +3,13 @@
 :func:`sml_statistics` runs the network over training images and, for the aggregated logits of each head set
 (``"global"``: the global head alone; ``"moose"``: the mean of the global head and the K probes), accumulates per
 class the mean and standard deviation of the max logit over the pixels predicted as that class. The logits are
-resampled to the network input size exactly as the fused graph's default post-processing does
+taken at the heads' feature resolution, where the fused graph's default post-processing computes its scores
 (:func:`moose_ros.export.postprocess.postprocess`), so the statistics describe the values the graph standardises.
 
 :func:`write_sml_calibration` stores them in the checkpoint meta as ``calibration["sml"]``::
 
     {"global": {"mean": [C], "std": [C], "count": [C]}, "moose": {...},
-     "data": "<dataset root>", "images": n, "resolution": "input"}
+     "data": "<dataset root>", "images": n, "resolution": "feature"}
 
 ``moose export --score sml`` reads them back (a class never predicted gets the statistics of all pixels).
 """
@@ -57,15 +57,18 @@ class SmlAccumulator:
         self.total += np.bincount(pred, weights=top, minlength=self.num_classes)
         self.squares += np.bincount(pred, weights=top * top, minlength=self.num_classes)
 
-    def add_heads(self, heads: Sequence[Any], size: tuple[int, int]) -> None:
-        """Add the pixels of one image: heads' logits torch float [1, C, h, w] (aggregated by their mean, as the
-        fused graph does) resampled bilinearly to ``size`` (the network input size) before the max."""
+    def add_heads(self, heads: Sequence[Any], size: tuple[int, int] | None = None) -> None:
+        """Add the pixels of one image: heads' logits torch float [1, C, h, w] aggregated by their mean, as the
+        fused graph does, at their own (feature) resolution where the graph computes its scores by default, or
+        resampled bilinearly to ``size`` (e.g. the network input size for ``score_resolution="input"``)."""
         import torch.nn.functional as F
 
         from moose_ros.scoring import mean_logits
 
         z = mean_logits(list(heads)) if len(heads) > 1 else heads[0]
-        top, pred = F.interpolate(z, size=size, mode="bilinear", align_corners=False).max(dim=1)
+        if size is not None:
+            z = F.interpolate(z, size=size, mode="bilinear", align_corners=False)
+        top, pred = z.max(dim=1)
         self.update(top.cpu().numpy(), pred.cpu().numpy())
 
     def compute(self) -> dict[str, list[float]]:
@@ -97,7 +100,8 @@ def sml_statistics(
     """Per-class max-logit statistics for :data:`SML_HEADS` over ``dataset`` (records with ``image`` uint8 [H, W, 3]).
 
     Returns:
-        ``{"global": {"mean", "std", "count"}, "moose": {...}, "images": n, "resolution": "input"}``.
+        ``{"global": {"mean", "std", "count"}, "moose": {...}, "images": n, "resolution": "feature"}`` (the
+        statistics of the heads' feature-resolution logits, where the fused graph computes its scores).
     """
     import torch
 
@@ -115,8 +119,8 @@ def sml_statistics(
             x = fused.preprocess(torch.from_numpy(image)[None])
             heads = fused.head_logits(x)
             for name, used in (("global", heads[:1]), ("moose", heads)):
-                acc[name].add_heads(used, (x.shape[2], x.shape[3]))
-    return {**{name: a.compute() for name, a in acc.items()}, "images": n, "resolution": "input"}
+                acc[name].add_heads(used)
+    return {**{name: a.compute() for name, a in acc.items()}, "images": n, "resolution": "feature"}
 
 
 def write_sml_calibration(

@@ -36,14 +36,16 @@ def test_parse_names_and_errors() -> None:
 
 def test_variant_maps_are_the_graph_outputs_of_the_same_options() -> None:
     heads = _heads()
-    size, work = (24, 40), (12, 20)
+    size, work = (48, 80), (24, 40)  # heads at 12x20
     sml = SmlStats(mean=torch.linspace(1.0, 3.0, 5), std=torch.linspace(0.5, 1.5, 5))
     bs = BoundarySuppression()
     variants = parse_variants(["max_logit", "sml", "sml+bs", "sml+bs+road", "entropy+road"])
-    labels, maps = variant_maps(heads, size, variants, work_size=work, sml=sml, boundary=bs, road_classes=[0, 1])
-    plain_labels, plain = postprocess(heads, size, scores=("max_logit", "sml", "entropy"), work_size=work, sml=sml,
-                                      road_classes=[0, 1])
-    _, boosted = postprocess(heads, size, scores=("sml",), work_size=work, sml=sml, boundary=bs, road_classes=[0, 1])
+    labels, maps = variant_maps(heads, size, variants, input_hw=work, sml=sml, boundary=bs, road_classes=[0, 1])
+    # the deployed graph's default: scores at the heads' resolution, labels at the network input size
+    plain_labels, plain = postprocess(heads, size, scores=("max_logit", "sml", "entropy"), work_size=work,
+                                      score_size="feature", sml=sml, road_classes=[0, 1])
+    _, boosted = postprocess(heads, size, scores=("sml",), work_size=work, score_size="feature", sml=sml,
+                             boundary=bs, road_classes=[0, 1])
     assert torch.equal(labels, plain_labels)
     assert torch.equal(maps["max_logit"], plain["max_logit"]) and torch.equal(maps["sml"], plain["sml"])
     assert torch.equal(maps["entropy+road"], plain["entropy_road"])
@@ -51,7 +53,12 @@ def test_variant_maps_are_the_graph_outputs_of_the_same_options() -> None:
     assert not torch.equal(maps["sml+bs"], maps["sml"])  # the booster changes the map
     assert list(maps) == [v.name for v in variants]
     with pytest.raises(ConfigError, match="road_classes"):
-        variant_maps(heads, size, parse_variants(["entropy+road"]), work_size=work)
+        variant_maps(heads, size, parse_variants(["entropy+road"]), input_hw=work)
+    # another resolution of the graph: the same as postprocess at that resolution
+    _, at_input = variant_maps(heads, size, parse_variants(["entropy"]), input_hw=work, resolution="input")
+    _, want = postprocess(heads, size, scores=("entropy",), work_size=work)
+    assert torch.equal(at_input["entropy"], want["entropy"])
+    assert not torch.allclose(at_input["entropy"], plain["entropy"], atol=1e-3)
 
 
 def test_evaluation_core_regions_and_protocols_equal_direct_metrics() -> None:

@@ -92,7 +92,9 @@ def test_in_graph_uint8_path_equals_torch_preprocessing(tmp_path):
 
 def test_sizes_labels_from_global_head_and_meta(model, tmp_path):
     path = tmp_path / "sized.onnx"
-    export_onnx(model, path, scores=("entropy", "max_logit"), input_size=(96, 128), output_size=(48, 80))
+    # "input" resolution with an output no larger than the network input: computed exactly at the output size
+    export_onnx(model, path, scores=("entropy", "max_logit"), input_size=(96, 128), output_size=(48, 80),
+                score_resolution="input")
     stored = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     meta = ModelMeta.from_json(stored[META_KEY])
     assert meta.input_size == (96, 128) and meta.output_size == (48, 80) and meta.scores == ("entropy", "max_logit")

@@ -58,6 +58,22 @@ def test_work_resolution_computes_there_then_resizes_single_channel_maps() -> No
     np.testing.assert_allclose(exact[1]["entropy"].numpy(), same[1]["entropy"].numpy(), atol=1e-6)
 
 
+def test_scores_at_feature_resolution_labels_at_work_size() -> None:
+    """``score_size="feature"`` (the graph default): every score from the heads as they are, bilinear to the work
+    size, then to the output; labels from the global head upsampled to the work size."""
+    heads, work, size = _heads(), (14, 18), (28, 36)
+    names = ("max_logit", "entropy", "msp")
+    labels, maps = postprocess(heads, size, scores=names, work_size=work, score_size="feature")
+    reference, _ = postprocess(heads, size, scores=("max_logit",), work_size=work)
+    np.testing.assert_array_equal(labels.numpy(), reference.numpy())  # labels as without score_size
+    for name in names:
+        at_heads = torch.from_numpy(scoring.compute_score(name, [h.numpy() for h in heads])).float()[:, None]
+        want = _up(torch.from_numpy(_up(at_heads, work)).float(), size)[:, 0]
+        np.testing.assert_allclose(maps[name].numpy(), want, atol=2e-5, err_msg=name)
+    with pytest.raises(ConfigError, match="score_size"):
+        postprocess(heads, size, work_size=work, score_size="input")
+
+
 def test_feature_mode_and_labels_from_mean() -> None:
     heads, size = _heads(), (21, 27)
     labels, maps = postprocess(heads, size, scores=("msp",), work_size="feature", labels_from_mean=True)

@@ -148,3 +148,41 @@ def test_bn_recalibration_sets_trunk_statistics_to_the_images_batch_moments(tmp_
     torch.testing.assert_close(bn.running_var, feats.var(dim=(0, 2, 3), unbiased=False) * n / (n - 1),
                                rtol=1e-3, atol=1e-5)
     assert not model.training and all(torch.equal(v, model.probes.state_dict()[k]) for k, v in probes_before.items())
+
+
+def test_class_weights_follow_median_frequency_balancing() -> None:
+    import numpy as np
+
+    from moose_ros.train.stages import class_weights
+
+    labels = [np.array([[0] * 60 + [1] * 30 + [2] * 10 + [255] * 5], np.uint8)]  # frequencies 0.6 / 0.3 / 0.1
+    freq = np.array([0.6, 0.3, 0.1])
+    want = (0.3 / freq) ** 0.5
+    want = want / (freq * want).sum()  # the pixel-weighted mean weight is 1
+    got = class_weights(labels, 4, 0.5).numpy()
+    np.testing.assert_allclose(got[:3], want, rtol=1e-6)
+    assert got[3] == 1.0  # never seen
+    assert torch.equal(class_weights(labels, 4, 0.0), torch.ones(4))
+    rare = [np.array([[0] * 1000 + [1] * 1000 + [2]], np.uint8)]  # ratio 1000 clipped at 8 before the scaling
+    w = class_weights(rare, 3, 1.0).numpy()
+    assert w[0] == pytest.approx(w[1]) and w[2] / w[0] == pytest.approx(8.0, rel=1e-6)
+
+
+def test_weighted_loss_equals_torch_weighted_cross_entropy_and_base_trains_with_it(
+    tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import torch.nn.functional as F
+
+    logits, labels = torch.randn(2, 3, 4, 5), torch.randint(0, 3, (2, 4, 5))
+    labels[0, 0, 0] = 255
+    weight = torch.tensor([0.5, 1.0, 2.0])
+    want = F.cross_entropy(logits, labels, weight=weight, ignore_index=255, reduction="sum")
+    assert float(seg_loss_sum(logits, labels, 255, weight)) == pytest.approx(float(want), rel=1e-6)
+    assert float(seg_loss_sum(logits, labels, 255, weight)) != pytest.approx(float(seg_loss_sum(logits, labels)))
+
+    cfg = load_config(write_recipe(tmp_path / "r.yaml", data_root, base={"steps": 2, "class_balance": 0.5}))
+    with caplog.at_level("INFO", logger="moose_ros.train.trainer"):
+        result = train_stage(cfg, "base", tmp_path / "run", progress=False)
+    assert "class weights (class_balance=0.5): road=" in caplog.text
+    _, meta = load_checkpoint(result.checkpoint)
+    assert meta.recipe["config"]["base"]["class_balance"] == 0.5

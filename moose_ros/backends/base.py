@@ -35,8 +35,9 @@ class ModelMeta:
         scores: exported anomaly scores; ``scores[0]`` is the ``anomaly`` output, the rest are
             ``anomaly_<name>`` outputs. Higher = more anomalous.
         score_resolution: where labels and scores were computed before single-channel maps were upsampled to
-            the output size: ``"input"`` (the network input size), ``"feature"`` (feature resolution) or
-            ``"full"`` (at the output size: exact). See :func:`moose_ros.export.postprocess.postprocess`.
+            the output size: ``"feature"`` (scores at feature resolution, labels at the network input size),
+            ``"input"`` (both at the network input size) or ``"full"`` (at the output size: exact).
+            See :func:`moose_ros.export.postprocess.postprocess`.
         input_size: (H, W) the graph resizes images to before the network, or None (native size).
         output_size: (H, W) of the outputs, or None (same as the input image).
         num_probes: K, the number of probe heads aggregated with the global head (0 = global only).

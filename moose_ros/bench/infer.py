@@ -5,7 +5,8 @@ For each architecture a MOoSe network with random weights is built and exported 
 
 - ``global``: the global head alone (probes not in the graph), max-logit;
 - ``moose``: global head + K probes, max-logit (one upsample of the mean logits);
-- ``moose_entropy_feature`` / ``moose_entropy_full``: entropy at feature resolution vs exact full resolution;
+- ``moose_entropy_feature`` / ``moose_entropy_full``: entropy at feature resolution vs exact full resolution
+  (the rows of the architecture comparison; ``score_resolution`` "feature" is also the export default);
 - ``ensemble``: M independent global networks in ONE graph (:class:`~moose_ros.export.fused.FusedEnsemble`:
   shared preprocessing, mean logits, one post-processing like MOoSe's, max-logit) — the paper's deep-ensemble
   baseline (M = 5), implemented as efficiently as MOoSe;
@@ -13,6 +14,8 @@ For each architecture a MOoSe network with random weights is built and exported 
   run; weights do not change latency, so the same global session is reused; no host-side aggregation counted);
 - ``moose_exact``: MOoSe with every output computed at the output size (``score_resolution="full"``, the exact
   reference of the fast post-processing);
+- ``moose_input``: MOoSe with labels and scores at the network input size (``score_resolution="input"``, the
+  previous default; ``moose`` computes scores at the feature resolution);
 - ``moose_before``: MOoSe built by the fused-graph module of an earlier commit (``baseline_rev``, read with
   ``git show``): the graph the post-processing rework is measured against, timed in the same run.
 
@@ -60,6 +63,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ensemble": {"scores": ("max_logit",)},
     "ensemble_sessions": {},
     "moose_exact": {"heads": "moose", "scores": ("max_logit",), "score_resolution": "full"},
+    "moose_input": {"heads": "moose", "scores": ("max_logit",), "score_resolution": "input"},
     "moose_before": {"heads": "moose", "scores": ("max_logit",)},
     # post-processing variants of the score (checkpoint runs; sml needs `moose calibrate` first)
     "moose_entropy": {"heads": "moose", "scores": ("entropy",)},
@@ -80,6 +84,7 @@ RATIOS = (
     ("entropy full/feature", "moose_entropy_full", "moose_entropy_feature"),
     ("before/moose", "moose_before", "moose"),
     ("exact/moose", "moose_exact", "moose"),
+    ("input/moose", "moose_input", "moose"),
     *((f"{v.removeprefix('moose_')}/moose", v, "moose") for v in SCORE_VARIANTS[1:]),
 )
 #: Targets on the ONNX Runtime CPU backend: (ratio, architecture or "*", comparison, bound)
@@ -182,8 +187,11 @@ def _make_fused(config: BenchConfig, variant: str, model: Any, members: list[Any
     options.update(_score_options(options, getattr(model, "checkpoint_meta", None)))
     if variant == "ensemble":
         return FusedEnsemble(members, **options).eval()
-    if variant == "moose_before":
-        return before_fused_class(config.baseline_rev)(model, **options).eval()
+    if variant == "moose_before":  # the first version knows no SML, boundary suppression or road gate
+        if "sml" in options["scores"]:
+            raise ConfigError(f"bench: variant moose_before (revision {config.baseline_rev}) has no 'sml' score")
+        kept = {k: v for k, v in options.items() if v is not None and k not in ("boundary", "road_classes", "sml")}
+        return before_fused_class(config.baseline_rev)(model, **kept).eval()
     return FusedMoose(model, **options).eval()
 
 

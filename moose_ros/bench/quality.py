@@ -19,19 +19,20 @@ from moose_ros.errors import ConfigError
 
 __all__ = ["WORK_CHOICES", "compare_work_sizes", "format_quality"]
 
-#: Work resolutions: ``input`` (the network input), ``feature`` (the heads'), ``feature*F`` (F times the heads').
-WORK_CHOICES = ("input", "feature", "feature*2", "feature*4")
+#: Work resolutions: the fused graph's ``input`` and ``feature`` (:data:`~moose_ros.export.postprocess.
+#: SCORE_RESOLUTIONS`), and ``feature*F``: labels and scores at F times the heads' resolution.
+WORK_CHOICES = ("feature", "input", "feature*2", "feature*4")
 
 
-def _work(name: str, heads: Sequence[Any], net_size: tuple[int, int]) -> Any:
-    """The ``work_size`` argument of :func:`postprocess` for ``name`` (see :data:`WORK_CHOICES`)."""
-    if name == "input":
-        return net_size
-    if name == "feature":
-        return "feature"
-    if name.startswith("feature*"):
+def _work(name: str, heads: Sequence[Any], net_size: tuple[int, int]) -> tuple[Any, Any]:
+    """The ``(work_size, score_size)`` arguments of :func:`postprocess` for ``name`` (see :data:`WORK_CHOICES`)."""
+    from moose_ros.export.postprocess import resolution_sizes
+
+    if name in ("input", "feature"):
+        return resolution_sizes(name, net_size)
+    if name.startswith("feature*") and name.partition("*")[2].isdigit():
         factor = int(name.partition("*")[2])
-        return (int(heads[0].shape[2]) * factor, int(heads[0].shape[3]) * factor)
+        return (int(heads[0].shape[2]) * factor, int(heads[0].shape[3]) * factor), None
     raise ConfigError(f"work resolution '{name}' is unknown; allowed: {', '.join(WORK_CHOICES)}, feature*<int>")
 
 
@@ -39,7 +40,7 @@ def compare_work_sizes(
     checkpoint: str | os.PathLike[str],
     dataset: Sequence[Any],
     *,
-    works: Sequence[str] = ("input", "feature"),
+    works: Sequence[str] = ("feature", "input"),
     scores: Sequence[str] = ("max_logit", "entropy", "msp"),
     limit: int | None = None,
     input_size: Sequence[int] | str | None = "checkpoint",
@@ -85,8 +86,9 @@ def compare_work_sizes(
                 for name in scores:
                     metrics[(method, name, "exact")].update(ref[name][0].numpy(), ood)
                 for work in works:
-                    labels, maps = postprocess(used, size, scores=scores, work_size=_work(work, used, net_size),
-                                               sml=fused.sml)
+                    work_size, score_size = _work(work, used, net_size)
+                    labels, maps = postprocess(used, size, scores=scores, work_size=work_size,
+                                               score_size=score_size, sml=fused.sml)
                     if method == "Global":
                         agree[work] += int((labels == ref_labels).sum())
                     for name in scores:

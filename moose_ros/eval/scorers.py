@@ -2,10 +2,10 @@
 
 :class:`TorchMooseScorer` runs a MOoSe network **once** per image and derives both rows of the paper's Table 1
 from the same forward pass: ``Global`` (global head alone, M = 1) and ``MOoSe`` (global head + K probes). The
-post-processing is the fused graph's own (:meth:`moose_ros.export.FusedMoose.postprocess_heads`: labels and
-scores at the network input size, then single-channel maps upsampled; ``score_resolution="feature"`` or ``"full"``
-(exact)) so offline numbers are the numbers of the deployed graph; the Global row's SML uses the global head's own
-statistics. torch is imported when a scorer is built.
+post-processing is the fused graph's own (:meth:`moose_ros.export.FusedMoose.postprocess_heads`: scores at the
+feature resolution and labels at the network input size, then single-channel maps upsampled;
+``score_resolution="input"`` or ``"full"`` (exact)) so offline numbers are the numbers of the deployed graph; the
+Global row's SML uses the global head's own statistics. torch is imported when a scorer is built.
 
 :class:`OnnxScorer` evaluates exported graphs through :func:`moose_ros.backends.make_backend`: one ONNX file per
 method (e.g. a ``heads="global"`` export for Global and the default export for MOoSe); every score baked into a
@@ -35,7 +35,7 @@ class TorchMooseScorer:
         checkpoint_or_model: checkpoint path (``.pt``, loaded with ``moose_ros.model.load_checkpoint``) or a MOoSe
             ``nn.Module`` (``model(x) -> {"out", "probes"}``).
         scores: score names (``moose_ros.scoring.SCORE_NAMES``).
-        score_resolution: ``"input"`` (the fused graph default), ``"feature"`` or ``"full"``.
+        score_resolution: ``"feature"`` (the fused graph default), ``"input"`` or ``"full"``.
         input_size: (H, W) the image is resized to before the network, ``"checkpoint"``, or None (native size).
         device: torch device string, e.g. ``"cpu"`` or ``"cuda"``.
         methods: which rows to produce, subset of ``("Global", "MOoSe")``.
@@ -48,7 +48,7 @@ class TorchMooseScorer:
         checkpoint_or_model: Any,
         *,
         scores: Sequence[str] = DEFAULT_SCORES,
-        score_resolution: str = "input",
+        score_resolution: str = "feature",
         input_size: Sequence[int] | str | None = None,
         device: str = "cpu",
         methods: Sequence[str] = ("Global", "MOoSe"),

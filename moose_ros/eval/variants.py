@@ -78,7 +78,8 @@ def variant_maps(
     size: Sequence[Any],
     variants: Sequence[ScoreVariant],
     *,
-    work_size: Any,
+    input_hw: Any,
+    resolution: str | None = None,
     sml: Any = None,
     boundary: Any = None,
     road_classes: Sequence[int] | None = None,
@@ -89,7 +90,9 @@ def variant_maps(
         heads: M >= 1 logits float [N, C, h, w] (global head first; labels are its arg-max).
         size: (H, W) of the maps.
         variants: what to compute.
-        work_size: as :func:`~moose_ros.export.postprocess.postprocess` (the deployed graph: the network input size).
+        input_hw: the network input's (H, W).
+        resolution: where scores and labels are computed, a ``score_resolution`` of the fused graph (None: its
+            default, as in the deployed graph).
         sml: :class:`~moose_ros.export.postprocess.SmlStats` of these heads (needed by ``sml`` variants).
         boundary: :class:`~moose_ros.export.postprocess.BoundarySuppression` for ``+bs`` variants (None: defaults).
         road_classes: drivable class ids for ``+road`` variants.
@@ -97,7 +100,9 @@ def variant_maps(
     Returns:
         ``(labels uint8 [N, H, W], {variant name: float32 [N, H, W]})``.
     """
-    from moose_ros.export.postprocess import BoundarySuppression, postprocess
+    from moose_ros.export.postprocess import DEFAULT_RESOLUTION, BoundarySuppression, postprocess, resolution_sizes
+
+    work_size, score_size = resolution_sizes(resolution or DEFAULT_RESOLUTION, input_hw)
 
     if any(v.road for v in variants) and not road_classes:
         raise ConfigError("score variants with +road need the drivable classes (road_classes)")
@@ -113,6 +118,7 @@ def variant_maps(
             size,
             scores=scores,
             work_size=work_size,
+            score_size=score_size,
             sml=sml if "sml" in scores else None,
             boundary=(boundary or BoundarySuppression()) if with_bs else None,
             road_classes=road_classes if any(v.road for v in group) else None,

@@ -12,8 +12,9 @@ ONNX. Layout, for an input ``image`` uint8 [N, H, W, 3]::
 The post-processing is :func:`moose_ros.export.postprocess.postprocess`; ``score_resolution`` picks where it
 computes labels and scores before only single-channel maps are upsampled to the output size:
 
-    "input"   (default) at the network input size (``input_size``, or the image's size when native)
-    "feature" at the feature resolution (fastest, coarsest)
+    "feature" (default) scores at the heads' feature resolution, labels at the network input size (``input_size``,
+              or the image's size when native): only the global head's logits are upsampled
+    "input"   labels and scores at the network input size (every head a softmax score reads is upsampled)
     "full"    at the output size: every needed C-channel tensor upsampled there (exact, slow at camera sizes)
 
 Labels are the GLOBAL head's arg-max (MOoSe never changes the segmentation); ensembles use the mean logits.
@@ -31,13 +32,14 @@ from torch import nn
 
 from moose_ros.errors import ConfigError
 from moose_ros.export.postprocess import (
+    DEFAULT_RESOLUTION,
     MEAN_LOGIT_SCORES,
-    WORK_FEATURE,
-    WORK_OUTPUT,
+    SCORE_RESOLUTIONS,
     BoundarySuppression,
     SmlStats,
     check_scores,
     postprocess,
+    resolution_sizes,
 )
 
 __all__ = [
@@ -52,8 +54,6 @@ __all__ = [
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-#: Where labels and scores are computed (see the module docstring); the first is the default.
-SCORE_RESOLUTIONS = ("input", "feature", "full")
 HEAD_MODES = ("moose", "global")
 
 
@@ -95,7 +95,7 @@ class FusedMoose(nn.Module):
             first one is ``anomaly``, further ones ``anomaly_<name>``.
         input_size: (H, W) the image is resized to before the network, or None (native size).
         output_size: (H', W') of the outputs, or None (the input image's size).
-        score_resolution: ``"input"``, ``"feature"`` or ``"full"``: where labels and scores are computed (see the
+        score_resolution: ``"feature"``, ``"input"`` or ``"full"``: where labels and scores are computed (see the
             module docstring).
         mean, std: RGB normalisation of images scaled to [0, 1] (from the checkpoint).
         heads: ``"moose"`` (global head + K probes) or ``"global"`` (global head alone; probes are not run).
@@ -115,7 +115,7 @@ class FusedMoose(nn.Module):
         scores: Sequence[str] = ("max_logit",),
         input_size: Sequence[int] | None = None,
         output_size: Sequence[int] | None = None,
-        score_resolution: str = SCORE_RESOLUTIONS[0],
+        score_resolution: str = DEFAULT_RESOLUTION,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         heads: str = "moose",
@@ -225,12 +225,13 @@ class FusedMoose(nn.Module):
         Returns:
             ``(labels uint8 [N, H', W'], {score: float32 [N, H', W']})`` for every name in :attr:`scores`.
         """
-        work: Any = {"input": input_hw, "feature": WORK_FEATURE, "full": WORK_OUTPUT}[self._resolution()]
+        work, score_size = resolution_sizes(self._resolution(), input_hw)
         return postprocess(
             heads,
             size,
             scores=self.base_scores,
             work_size=work,
+            score_size=score_size,
             labels_from_mean=self.labels_from_mean,
             sml=sml if sml is not None else self.sml,
             boundary=self.boundary,

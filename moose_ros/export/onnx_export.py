@@ -24,7 +24,7 @@ from torch import nn
 from moose_ros.backends.base import META_KEY, ModelMeta
 from moose_ros.errors import ConfigError, ExportError
 from moose_ros.export.fused import FusedMoose
-from moose_ros.export.postprocess import BoundarySuppression, SmlStats
+from moose_ros.export.postprocess import DEFAULT_RESOLUTION, BoundarySuppression, SmlStats
 from moose_ros.export.trt_check import check_tensorrt_compatible
 from moose_ros.outputs import atomic_write_bytes
 
@@ -178,7 +178,7 @@ def make_fused(
     scores: Sequence[str] = ("max_logit",),
     input_size: Sequence[int] | str | None = None,
     output_size: Sequence[int] | None = None,
-    score_resolution: str = "input",
+    score_resolution: str = DEFAULT_RESOLUTION,
     heads: str = "moose",
     boundary: BoundarySuppression | None = None,
     road_classes: Sequence[int | str] | None = None,
@@ -276,7 +276,7 @@ def export_onnx(
     scores: Sequence[str] = ("max_logit",),
     input_size: Sequence[int] | str | None = None,
     output_size: Sequence[int] | None = None,
-    score_resolution: str = "input",
+    score_resolution: str = DEFAULT_RESOLUTION,
     dynamic_batch: bool = True,
     heads: str = "moose",
     check_tensorrt: bool = True,

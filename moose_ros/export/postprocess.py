@@ -6,11 +6,14 @@ logits it computed itself, so offline numbers are the numbers of the deployed gr
 tensors built from ops that export to ONNX opset 17 and that TensorRT parses.
 
 Cost model (why the work resolution exists): upsampling C-channel logits of every head to camera resolution and
-taking a C-way arg-max there costs several times the network itself. ``postprocess`` therefore computes labels and
-every score at a *work resolution* (by default the network's input size, e.g. 192x384) and upsamples only
-single-channel results to the output size: scores bilinearly, labels with nearest neighbour. With
-``work_size=WORK_OUTPUT`` it computes everything at the output size instead (exact; the reference the fast path is
-measured against by :mod:`moose_ros.bench.quality`).
+taking a C-way arg-max there costs several times the network itself. ``postprocess`` therefore computes labels at a
+*work resolution* (the fused graph: the network's input size, e.g. 192x384) and upsamples only single-channel
+results to the output size: scores bilinearly, labels with nearest neighbour. Scores may be computed at the heads'
+own (feature) resolution (``score_size=WORK_FEATURE``): then no head but the label head is ever upsampled, every
+softmax runs on the small maps, and MOoSe's K extra heads cost next to nothing after the network; the score maps
+are upsampled to the work size before boundary suppression and the road gate. With ``work_size=WORK_OUTPUT``
+everything is computed at the output size instead (exact; the reference the fast paths are measured against by
+:mod:`moose_ros.bench.quality`). :func:`resolution_sizes` names the three settings the fused graph offers.
 
 Scores (higher = more anomalous, float32): the names of :data:`moose_ros.scoring.SCORE_NAMES` plus ``"sml"``
 (standardised max-logit, Jung et al. 2021: the max of the aggregated logits standardised by the mean and standard
@@ -30,8 +33,10 @@ from moose_ros.errors import ConfigError
 from moose_ros.scoring import GRAPH_SCORES, compute_score, mean_logits
 
 __all__ = [
+    "DEFAULT_RESOLUTION",
     "MEAN_LOGIT_SCORES",
     "POSTPROCESS_SCORES",
+    "SCORE_RESOLUTIONS",
     "WORK_FEATURE",
     "WORK_OUTPUT",
     "BoundarySuppression",
@@ -39,6 +44,7 @@ __all__ = [
     "check_scores",
     "class_argmax",
     "postprocess",
+    "resolution_sizes",
     "road_region",
     "score_maps",
     "suppress_boundaries",
@@ -54,6 +60,27 @@ WORK_FEATURE = "feature"
 WORK_OUTPUT = "output"
 
 Size = Sequence[Any]  # (H, W) as ints or traced 0-d tensors
+
+#: Where the fused graph computes (``score_resolution``): labels always at the network input size, except "full".
+#:   "feature": scores at the heads' resolution, labels at the input size;
+#:   "input":   labels and scores at the network input size;
+#:   "full":    everything at the output size (exact).
+SCORE_RESOLUTIONS = ("feature", "input", "full")
+DEFAULT_RESOLUTION = "feature"
+
+
+def resolution_sizes(resolution: str, input_hw: Size) -> tuple[Size | str, str | None]:
+    """``(work_size, score_size)`` arguments of :func:`postprocess` for a :data:`SCORE_RESOLUTIONS` name.
+
+    ``input_hw``: the network input's (H, W) (ints or traced sizes).
+    """
+    if resolution == "feature":
+        return input_hw, WORK_FEATURE
+    if resolution == "input":
+        return input_hw, None
+    if resolution == "full":
+        return WORK_OUTPUT, None
+    raise ConfigError(f"score_resolution '{resolution}' is unknown; allowed values: {', '.join(SCORE_RESOLUTIONS)}")
 
 
 @dataclass(frozen=True)
@@ -299,6 +326,7 @@ def postprocess(
     *,
     scores: Sequence[str] = ("max_logit",),
     work_size: Size | str | None = WORK_FEATURE,
+    score_size: str | None = None,
     labels_from_mean: bool = False,
     sml: SmlStats | None = None,
     boundary: BoundarySuppression | None = None,
@@ -313,6 +341,8 @@ def postprocess(
         work_size: where labels and scores are computed: ``"feature"`` (the heads' (h, w)), ``"output"`` (exact:
             every needed C-channel tensor upsampled to ``size``) or an (H, W) such as the network input size.
             Results are then resized to ``size``: scores bilinearly, labels by nearest neighbour (pixel centres).
+        score_size: None (scores at ``work_size`` too) or ``"feature"``: scores at the heads' own size, then
+            upsampled bilinearly to the work size (labels stay at ``work_size``).
         labels_from_mean: labels from the mean logits (ensembles) instead of the global head (MOoSe: the probes
             never change the segmentation).
         sml: per-class statistics, required for ``"sml"``.
@@ -327,11 +357,20 @@ def postprocess(
     scores = check_scores(scores, sml=sml)
     if not heads:
         raise ConfigError("postprocess: 'heads' is empty; expected the global head and K >= 0 probes")
+    if score_size not in (None, WORK_FEATURE):
+        raise ConfigError(f"score_size '{score_size}' is unknown; allowed: None (the work size), {WORK_FEATURE}")
     work, exact = _resolve_work(work_size, size)
-    label_logits, all_heads, mean = _work_heads([h.float() for h in heads], scores, work, labels_from_mean)
+    heads = [h.float() for h in heads]
+    if score_size == WORK_FEATURE and work is not None:
+        maps = score_maps(heads, scores, sml=sml)
+        maps = _resize_maps(maps, work)
+        label_logits = mean_logits(heads) if labels_from_mean and len(heads) > 1 else heads[0]
+        label_logits = _resize(label_logits, work)
+    else:
+        label_logits, all_heads, mean = _work_heads(heads, scores, work, labels_from_mean)
+        maps = _compute(scores, mean, all_heads, sml)
     # float32 class ids (nearest resize; TensorRT casts to uint8 only from float32/float16) -> uint8 last.
     labels = class_argmax(label_logits)
-    maps = _compute(scores, mean, all_heads, sml)
     if boundary is not None:
         maps = {name: suppress_boundaries(m[:, None], labels, boundary)[:, 0] for name, m in maps.items()}
     if road_classes is not None:
@@ -341,7 +380,12 @@ def postprocess(
             maps[f"{name}_road"] = torch.where(region, maps[name], floor)
     if not exact:
         labels = _nearest(labels, size)
-        names = list(maps)
-        stacked = _resize(torch.stack([maps[name] for name in names], dim=1), size)
-        maps = {name: stacked[:, index] for index, name in enumerate(names)}
+        maps = _resize_maps(maps, size)
     return labels[:, 0].to(torch.uint8), maps
+
+
+def _resize_maps(maps: dict[str, torch.Tensor], size: Size) -> dict[str, torch.Tensor]:
+    """Bilinear resize of every float32 [N, h, w] map to ``size`` in one Resize over the stacked maps."""
+    names = list(maps)
+    stacked = _resize(torch.stack([maps[name] for name in names], dim=1), size)
+    return {name: stacked[:, index] for index, name in enumerate(names)}

@@ -141,9 +141,10 @@ def _add_quality(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--work",
         nargs="+",
-        default=["input"],
-        help="work resolutions: input (the network input size, the export default), feature, feature*<F> "
-        "(F times the feature resolution); default input",
+        default=["feature", "input"],
+        help="work resolutions: feature (the export default: scores at the feature resolution, labels at the "
+        "network input size), input (both at the network input size), feature*<F> (both at F times the feature "
+        "resolution); default feature input",
     )
     p.add_argument("--score", action="append", default=None, help="scores (default max_logit, entropy, msp)")
     p.add_argument("--limit", type=int, default=None, help="first N images only")

@@ -71,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "in memory with the pooled protocol",
     )
     parser.add_argument("--bins", type=int, default=1 << 17, help="histogram bins (even; default 131072)")
-    parser.add_argument("--score-resolution", choices=("input", "feature", "full"), default="input")
+    parser.add_argument("--score-resolution", choices=("feature", "input", "full"), default="feature")
     parser.add_argument("--input-size", default="native", help="HxW resize before the network, native or checkpoint")
     parser.add_argument("--device", default="cpu", help="torch device for checkpoints (cpu, cuda)")
     parser.add_argument("--backend", default="onnxruntime-cpu", help="backend for ONNX graphs (make_backend name)")

@@ -40,11 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-size", default=None, help="HxW of the outputs (default: the input image size)")
     parser.add_argument(
         "--score-resolution",
-        choices=("input", "feature", "full"),
-        default="input",
-        help="where labels and scores are computed before single-channel maps are upsampled: at the network "
-        "input size (input, default), at feature resolution (feature, fastest) or at the output size (full, "
-        "exact, slow at camera sizes)",
+        choices=("feature", "input", "full"),
+        default="feature",
+        help="where scores and labels are computed before single-channel maps are upsampled: scores at feature "
+        "resolution and labels at the network input size (feature, default, fastest), both at the network input "
+        "size (input) or both at the output size (full, exact, slow at camera sizes)",
     )
     parser.add_argument("--heads", choices=("moose", "global"), default="moose", help="moose (default) or global only")
     parser.add_argument(

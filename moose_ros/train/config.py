@@ -105,6 +105,8 @@ class StageConfig:
             many un-augmented training images (cumulative average; 0 = keep the running averages).
         save_every: also write the resumable ``<stage>_last.pt`` every N steps (0 = only at validations).
         channels_last: NHWC memory layout (much faster depthwise-conv backward on CPU).
+        class_balance: exponent of the per-class loss weights ``(median freq / freq) ** class_balance``
+            counted on up to 500 training labels (0 = plain cross-entropy; 0.5 lifts rare classes).
         workers: DataLoader worker processes per rank.
         log_every: tqdm postfix / log refresh interval in steps.
     """
@@ -131,6 +133,7 @@ class StageConfig:
     bn_recalibrate: int = 0
     save_every: int = 0
     channels_last: bool = True
+    class_balance: float = 0.0
     workers: int = 0
     log_every: int = 10
 
@@ -241,7 +244,8 @@ STAGE_RULES: dict[str, Rule] = {
     "flip": Rule("bool"), "resize": Rule("pair_int", 1, optional=True), "val_every": _COUNT,
     "patience": Rule("int", 1, optional=True), "min_delta": Rule("float", 0), "amp": Rule("choice", choices=_AMP),
     "init": Rule("str", optional=True), "cache_features": Rule("bool"), "bn_recalibrate": _COUNT,
-    "save_every": _COUNT, "channels_last": Rule("bool"), "workers": _COUNT, "log_every": _POSITIVE,
+    "save_every": _COUNT, "channels_last": Rule("bool"),
+    "class_balance": Rule("float", 0, 2), "workers": _COUNT, "log_every": _POSITIVE,
 }
 #: what every :class:`DataConfig` key accepts
 DATA_RULES: dict[str, Rule] = {

@@ -140,7 +140,7 @@ class TableScorer:
     def calibrate(self, samples: Sequence[Any], limit: int) -> dict[str, Any]:
         """Per-method SML statistics over the first ``limit`` training images (needed by ``sml`` variants).
 
-        The aggregated logits are taken at the network input size, as the fused graph standardises them.
+        The aggregated logits are taken at their feature resolution, where the fused graph standardises them.
         """
         from moose_ros.calibrate import SmlAccumulator
         from moose_ros.export.postprocess import SmlStats
@@ -150,9 +150,9 @@ class TableScorer:
             raise ConfigError("OoD table: no training image to measure the SML statistics on")
         acc = {key: SmlAccumulator(len(self.meta.classes)) for key in self.method_keys}
         for index in range(n):
-            heads, hw = self.method_heads(np.asarray(samples[index].image))
+            heads, _ = self.method_heads(np.asarray(samples[index].image))
             for key, used in heads.items():
-                acc[key].add_heads(used, hw)
+                acc[key].add_heads(used)
         num_classes = len(self.meta.classes)
         self.sml = {key: SmlStats.from_json(a.compute(), num_classes, source=f"sml {key}") for key, a in acc.items()}
         return {"images": n}
@@ -168,7 +168,7 @@ class TableScorer:
         size = tuple(np.asarray(image).shape[:2])
         out: dict[str, np.ndarray] = {}
         for key, used in heads.items():
-            _, maps = variant_maps(used, size, self.variants, work_size=hw, sml=self.sml.get(key),
+            _, maps = variant_maps(used, size, self.variants, input_hw=hw, sml=self.sml.get(key),
                                    road_classes=self.road_classes)
             for name, m in maps.items():
                 out[f"{key}/{name}"] = m[0].cpu().numpy()

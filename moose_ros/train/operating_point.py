@@ -93,7 +93,7 @@ def choose_operating_points(
         x = fused.preprocess(torch.from_numpy(np.ascontiguousarray(sample.image))[None].to(device))
         heads = fused.head_logits(x)
         for head_set, used in (("moose", heads), ("global", heads[:1])):
-            _, maps = variant_maps(used, ood.shape, variants, work_size=(x.shape[2], x.shape[3]),
+            _, maps = variant_maps(used, ood.shape, variants, input_hw=(x.shape[2], x.shape[3]),
                                    sml=sml[head_set], road_classes=roads)
             for name, m in maps.items():
                 collected[head_set][name].append(m[0].cpu().numpy().astype(np.float32).ravel())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,6 +19,7 @@ from torch import nn
 from moose_ros.errors import ConfigError
 
 __all__ = [
+    "class_weights",
     "head_logits",
     "prepare_stage",
     "refit_head",
@@ -124,16 +126,48 @@ def head_logits(outputs: dict, stage: str) -> Sequence[torch.Tensor]:
     return list(outputs["probes"]) if stage_heads(stage) == "probes" else [outputs["out"]]
 
 
-def seg_loss_sum(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
+def class_weights(labels: Sequence[np.ndarray], num_classes: int, power: float,
+                  ignore_index: int = 255) -> torch.Tensor:
+    """Per-class loss weights ``(median frequency / frequency) ** power`` from label pixel counts.
+
+    ``power`` 0 gives all ones; 0.5 (the square root of median-frequency balancing) lifts rare classes without
+    letting one rare class dominate. Ratios are clipped to [1/8, 8], then scaled so that the pixel-weighted mean
+    weight is 1 (the loss keeps its scale); classes that never occur get weight 1.
+
+    Args:
+        labels: uint8 [H, W] train-id maps (``ignore_index`` pixels are not counted).
+        num_classes: C.
+        power: balancing exponent >= 0.
+
+    Returns:
+        float32 [C].
+    """
+    counts = np.zeros(num_classes, dtype=np.float64)
+    for label in labels:
+        flat = np.asarray(label).ravel()
+        counts += np.bincount(flat[flat != ignore_index], minlength=num_classes)[:num_classes]
+    present = counts > 0
+    if power == 0 or not present.any():
+        return torch.ones(num_classes)
+    freq = counts / counts.sum()
+    weights = np.ones(num_classes)
+    weights[present] = np.clip((np.median(freq[present]) / freq[present]) ** power, 1 / 8, 8)
+    weights[present] /= float((freq[present] * weights[present]).sum())
+    return torch.as_tensor(weights, dtype=torch.float32)
+
+
+def seg_loss_sum(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255,
+                 weight: torch.Tensor | None = None) -> torch.Tensor:
     """Summed pixel-wise cross-entropy of feature-resolution ``logits`` upsampled to the labels' size.
 
     Args:
         logits: float [N, C, h, w].
         labels: int64 [N, H, W] train ids, ``ignore_index`` excluded.
+        weight: optional float [C] per-class weights (:func:`class_weights`).
 
     Returns:
         Scalar float32: the sum over valid pixels (divide by the global valid-pixel count for the mean).
     """
     if logits.shape[-2:] != labels.shape[-2:]:
         logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
-    return F.cross_entropy(logits.float(), labels, ignore_index=ignore_index, reduction="sum")
+    return F.cross_entropy(logits.float(), labels, weight=weight, ignore_index=ignore_index, reduction="sum")

@@ -34,7 +34,7 @@ from moose_ros.errors import CheckpointError, ConfigError
 from moose_ros.train import distributed as D
 from moose_ros.train.config import StageConfig, TrainConfig
 from moose_ros.train.data import AugmentConfig, SegTrainSet, ShardedBatchSampler
-from moose_ros.train.stages import head_logits, prepare_stage, seg_loss_sum, set_stage_mode
+from moose_ros.train.stages import class_weights, head_logits, prepare_stage, seg_loss_sum, set_stage_mode
 from moose_ros.train.validate import evaluate_heads, recalibrate_bn
 
 __all__ = ["StageResult", "resolve_init", "train_stage"]
@@ -224,6 +224,7 @@ class _StageRun:
             self._restore(Path(resume))
         self.samples = _open_split(cfg, cfg.data.train_split)
         self.train_set, train_module = self._train_data()
+        self.loss_weight = self._loss_weight()
         self.net: nn.Module = train_module
         if self.dist.distributed:
             ids = [self.dev.index] if self.dev.type == "cuda" else None
@@ -271,6 +272,18 @@ class _StageRun:
                                  progress=self.progress and self.dist.is_main),
         )
         return train_set, CachedHeads(self.model, self.stage)
+
+    def _loss_weight(self) -> torch.Tensor | None:
+        """Per-class cross-entropy weights float [C] on the device, or None for ``class_balance`` 0."""
+        power = self.scfg.class_balance
+        if power == 0:
+            return None
+        picks = np.linspace(0, len(self.samples) - 1, num=min(500, len(self.samples))).astype(int)
+        weight = class_weights((np.asarray(self.samples[int(i)].label) for i in picks),
+                               self.meta.num_classes, power, self.meta.ignore_index)
+        log.info("%s: class weights (class_balance=%g): %s", self.stage, power,
+                 " ".join(f"{n}={w:.2f}" for n, w in zip(self.meta.classes, weight.tolist(), strict=True)))
+        return weight.to(self.dev)
 
     def _recipe(self, *, rerun: bool) -> dict[str, Any]:
         recipe = dict(self.meta.recipe)
@@ -350,7 +363,8 @@ class _StageRun:
             with contextlib.nullcontext() if sync else self.net.no_sync():
                 with torch.autocast(dev.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                     outputs = self.net(*inputs)
-                loss = sum(seg_loss_sum(lg, y, ignore) for lg in head_logits(outputs, self.stage)) / norm
+                loss = sum(seg_loss_sum(lg, y, ignore, self.loss_weight)
+                           for lg in head_logits(outputs, self.stage)) / norm
                 self.scaler.scale(loss).backward()
             step_loss += float(loss.detach()) / dist.world_size
         self.scaler.step(self.optimizer)
