@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_ros_support import tiny_fused_onnx
 
 from moose_ros.bag import BagWriteOptions, iter_frames, write_bag
 from moose_ros.bag.evaluate import ReplayOptions, replay_bag
@@ -24,19 +25,8 @@ H, W, N = 64, 128, 5
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small real MOoSe network (MobileNetV3-L trunk, reduced tail, random weights, K=3 probes) in ONNX."""
-    torch = pytest.importorskip("torch")
-    from moose_ros.export import export_onnx
-    from moose_ros.model import moose_deeplabv3_mobilenet_v3_large
-
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    model = moose_deeplabv3_mobilenet_v3_large(
-        num_classes=19, aspp_channels=16, probe_width=16, atrous_rates=(2, 4), reduced_tail=True
-    ).eval()
-    path = tmp_path_factory.mktemp("model") / "tiny.onnx"
-    export_onnx(model, path, scores=("max_logit", "entropy"), check_tensorrt=False)
-    return path
+    """A small hand-built fused graph (no torch) with a max-logit and an entropy output."""
+    return tiny_fused_onnx(tmp_path_factory.mktemp("model") / "tiny.onnx", depth=1, scores=("max_logit", "entropy"))
 
 
 @pytest.fixture(scope="module")

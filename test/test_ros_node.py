@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image as PILImage
-from test_ros_support import Harness, cached_moose_onnx, image_array, load_backend, raw_image_msg, scene_image, stamp
+from test_ros_support import Harness, image_array, load_backend, raw_image_msg, scene_image, stamp, tiny_fused_onnx
 
 from moose_ros.dds import allocate_domain_id, loopback_env
 from moose_ros.ros import launcher
@@ -44,8 +44,7 @@ class Session:
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     tmp = tmp_path_factory.mktemp("node")
-    pytest.importorskip("torch")
-    model = cached_moose_onnx()
+    model = tiny_fused_onnx(tmp / "model.onnx")
     domain = allocate_domain_id()
     env = loopback_env(domain, log_dir=tmp / "ros_logs")
     log_path = tmp / "node.log"

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from test_ros_support import (
     Harness,
-    cached_moose_onnx,
     image_array,
     load_backend,
     raw_image_msg,
@@ -67,8 +66,7 @@ def test_empty_model_without_bundled_model_says_so(tmp_path: Path, ros_env: dict
 
 
 def test_two_cameras_one_backend_and_output_size(tmp_path: Path, ros_domain: int, ros_env: dict[str, str]) -> None:
-    pytest.importorskip("torch")
-    model = cached_moose_onnx()
+    model = tiny_fused_onnx(tmp_path / "tiny.onnx")
     log_path = tmp_path / "node.log"
     params = {"model": str(model), "threads": 1, "cameras": ["front", "rear"], "output_size": [24, 30],
               "publish_overlay": False, "input_reliability": "reliable", "input_depth": 2}

@@ -1,8 +1,7 @@
 """Shared helpers for the node tests (imported by test_ros_*.py; holds no tests itself).
 
-``moose_fused_onnx`` exports a tiny real MOoSe network (ResNet-18 trunk, narrow ASPP and probes, random weights)
-with ``moose_ros.export.export_onnx``. ``tiny_fused_onnx`` writes a small graph by hand that honours the same
-contract (``moose_ros/backends/base.py``): input ``image`` uint8 [N, H, W, 3] RGB, outputs ``labels`` uint8
+``tiny_fused_onnx`` writes a small graph by hand (no torch: the node never imports it) that honours the fused
+graph's contract (``moose_ros/backends/base.py``): input ``image`` uint8 [N, H, W, 3] RGB, outputs ``labels`` uint8
 [N, H, W] (argmax of a conv head), ``anomaly`` float32 (max-logit score, -max logit) and ``anomaly_msp``
 (-max softmax), ``ModelMeta`` JSON in the metadata; ``depth`` stacks 3x3 convs to make it as slow as a test needs.
 """
@@ -21,8 +20,13 @@ CLASSES = ("road", "sidewalk", "building", "vegetation", "sky", "car")
 COLORS = ((128, 64, 128), (244, 35, 232), (70, 70, 70), (107, 142, 35), (70, 130, 180), (0, 0, 142))
 
 
-def tiny_fused_onnx(path: Path, *, depth: int = 0, width: int = 16, seed: int = 0) -> Path:
-    """Write the test graph to ``path`` (see module docstring) and return it."""
+def tiny_fused_onnx(path: Path, *, depth: int = 0, width: int = 16, seed: int = 0,
+                    scores: tuple[str, ...] = ("max_logit", "msp")) -> Path:
+    """Write the test graph to ``path`` (see module docstring) and return it.
+
+    ``scores``: the outputs in order (``anomaly`` = the first, ``anomaly_<name>`` the rest), each of "max_logit"
+    (-max logit), "msp" (-max softmax) and "entropy" (of the softmax, nats).
+    """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -32,7 +36,8 @@ def tiny_fused_onnx(path: Path, *, depth: int = 0, width: int = 16, seed: int = 
         helper.make_node("Transpose", ["img_f"], ["nchw"], perm=[0, 3, 1, 2]),
         helper.make_node("Mul", ["nchw", "scale"], ["x0"]),
     ]
-    inits = [numpy_helper.from_array(np.array(1.0 / 255.0, dtype=np.float32), "scale")]
+    inits = [numpy_helper.from_array(np.array(1.0 / 255.0, dtype=np.float32), "scale"),
+             numpy_helper.from_array(np.array([1], dtype=np.int64), "class_axis")]
     channels, current = 3, "x0"
     for i in range(depth):
         w = (rng.standard_normal((width, channels, 3, 3)) / np.sqrt(channels * 9)).astype(np.float32)
@@ -48,30 +53,35 @@ def tiny_fused_onnx(path: Path, *, depth: int = 0, width: int = 16, seed: int = 
         helper.make_node("Conv", [current, "head_w", "head_b"], ["logits"]),
         helper.make_node("ArgMax", ["logits"], ["argmax"], axis=1, keepdims=0),
         helper.make_node("Cast", ["argmax"], ["labels"], to=TensorProto.UINT8),
-        helper.make_node("ReduceMax", ["logits"], ["maxlogit"], axes=[1], keepdims=0),
-        helper.make_node("Neg", ["maxlogit"], ["anomaly"]),
         helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
-        helper.make_node("ReduceMax", ["probs"], ["maxprob"], axes=[1], keepdims=0),
-        helper.make_node("Neg", ["maxprob"], ["anomaly_msp"]),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "tiny_fused_moose",
-        [helper.make_tensor_value_info("image", TensorProto.UINT8, ["N", "H", "W", 3])],
-        [
-            helper.make_tensor_value_info("labels", TensorProto.UINT8, ["N", "H", "W"]),
-            helper.make_tensor_value_info("anomaly", TensorProto.FLOAT, ["N", "H", "W"]),
-            helper.make_tensor_value_info("anomaly_msp", TensorProto.FLOAT, ["N", "H", "W"]),
-        ],
-        inits,
-    )
+    outputs = [helper.make_tensor_value_info("labels", TensorProto.UINT8, ["N", "H", "W"])]
+    for index, name in enumerate(scores):
+        out = "anomaly" if index == 0 else f"anomaly_{name}"
+        if name == "max_logit":
+            nodes += [helper.make_node("ReduceMax", ["logits"], ["maxlogit"], axes=[1], keepdims=0),
+                      helper.make_node("Neg", ["maxlogit"], [out])]
+        elif name == "msp":
+            nodes += [helper.make_node("ReduceMax", ["probs"], ["maxprob"], axes=[1], keepdims=0),
+                      helper.make_node("Neg", ["maxprob"], [out])]
+        elif name == "entropy":
+            nodes += [helper.make_node("LogSoftmax", ["logits"], ["logp"], axis=1),
+                      helper.make_node("Mul", ["probs", "logp"], ["plogp"]),
+                      helper.make_node("ReduceSum", ["plogp", "class_axis"], ["neg_h"], keepdims=0),
+                      helper.make_node("Neg", ["neg_h"], [out])]
+        else:
+            raise ValueError(f"tiny_fused_onnx: score {name!r} is not built")
+        outputs.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, ["N", "H", "W"]))
+    graph = helper.make_graph(nodes, "tiny_fused_moose",
+                              [helper.make_tensor_value_info("image", TensorProto.UINT8, ["N", "H", "W", 3])],
+                              outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     meta = ModelMeta(
         architecture="tiny_test_graph",
         classes=CLASSES,
         colors=COLORS,
-        scores=("max_logit", "msp"),
+        scores=tuple(scores),
         num_probes=0,
         extra={"score_ranges": {"max_logit": [-12.0, 0.0]}},
     )
@@ -80,38 +90,6 @@ def tiny_fused_onnx(path: Path, *, depth: int = 0, width: int = 16, seed: int = 
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
-
-
-def moose_fused_onnx(path: Path, *, scores: tuple[str, ...] = ("max_logit", "msp"), seed: int = 0) -> Path:
-    """Export a tiny real MOoSe model (7 classes, K = 3 probes, output stride 8) to ``path``; needs torch."""
-    import torch
-
-    from moose_ros.export import export_onnx
-    from moose_ros.model import moose_deeplabv3_resnet18
-
-    torch.manual_seed(seed)
-    torch.set_num_threads(1)
-    model = moose_deeplabv3_resnet18(
-        num_classes=7, aspp_channels=16, probe_width=16, atrous_rates=(2, 4), output_stride=8
-    ).eval()
-    export_onnx(model, path, scores=scores, check_tensorrt=False)
-    return path
-
-
-_CACHE: dict[tuple[str, ...], Path] = {}
-
-
-def cached_moose_onnx(scores: tuple[str, ...] = ("max_logit", "msp")) -> Path:
-    """:func:`moose_fused_onnx`, exported once per test process (export takes seconds on a busy 2-core box)."""
-    if scores not in _CACHE:
-        import atexit
-        import shutil
-        import tempfile
-
-        folder = Path(tempfile.mkdtemp(prefix="moose_ros_test_model_"))
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
-        _CACHE[scores] = moose_fused_onnx(folder / "moose.onnx", scores=scores)
-    return _CACHE[scores]
 
 
 def stamp(sec: int, nanosec: int = 0) -> Any:
