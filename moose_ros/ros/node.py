@@ -102,6 +102,7 @@ class MooseCore:
         self._cond = threading.Condition()
         self._active = False
         self.backend: Any = None
+        self._selected: tuple[str, str] = ("", "")  # (score on ~/anomaly, score the mask thresholds)
         self.cameras: list[_Camera] = []
         self._worker: threading.Thread | None = None
         self._diag_timer: Any = None
@@ -123,8 +124,8 @@ class MooseCore:
             self.model_path = _model_path(self.config)
             check_model_file(self.model_path)
             self.backend = self._make_backend_logged(make_backend)
-            self.score = resolve_score(self.config, self.backend.meta.scores)
-            self.mask_score = resolve_mask_score(self.config, self.score, self.backend.meta.scores)
+            score = resolve_score(self.config, self.backend.meta.scores)
+            self._selected = (score, resolve_mask_score(self.config, score, self.backend.meta.scores))
         except MooseError as err:
             self.get_logger().fatal(str(err))
             raise
@@ -241,6 +242,16 @@ class MooseCore:
             self.get_logger().info(f"mask threshold {value:g} for score '{score}' ({where[source]})")
         return value
 
+    @property
+    def score(self) -> str:
+        """The score published on ``~/anomaly`` and shown in the overlay."""
+        return self._selected[0]
+
+    @property
+    def mask_score(self) -> str:
+        """The score ``~/anomaly/mask`` thresholds (``<score>_road`` with ``roi: road``)."""
+        return self._selected[1]
+
     def _log_operating_point(self) -> None:
         """Log the mask's score and threshold and the overlay range in effect, with their sources."""
         self._threshold(self.mask_score)
@@ -271,7 +282,7 @@ class MooseCore:
             return SetParametersResult(successful=False, reason=str(err))
         changed_point = (score, mask_score, new.threshold, new.score_range) != (
             self.score, self.mask_score, self.config.threshold, self.config.score_range)
-        self.config, self.score, self.mask_score = new, score, mask_score
+        self.config, self._selected = new, (score, mask_score)  # one store: a frame sees both or neither
         if changed_point:
             self._log_operating_point()
         return SetParametersResult(successful=True)
@@ -327,7 +338,7 @@ class MooseCore:
         if not self._active:  # deactivated while inferring: publish nothing
             return
         infer_ms = result.timings_ms.get("infer", float("nan"))
-        score_name, mask_name = self.score, self.mask_score
+        score_name, mask_name = self._selected
         height, width = config.output_size or rgb.shape[:2]
         labels = conv.resize_nearest(result.labels[0], height, width)
         scores = conv.resize_bilinear(result.score(score_name)[0], height, width)

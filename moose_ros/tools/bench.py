@@ -171,13 +171,50 @@ def _run_quality(args: argparse.Namespace) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Subcommands ``infer``, ``quality``, ``node``, ``metrics`` and ``memory``."""
-    sub = parser.add_subparsers(dest="bench", metavar="{infer,quality,node,metrics,memory}", required=True)
+    """Subcommands ``infer``, ``quality``, ``node``, ``metrics``, ``memory`` and ``int8``."""
+    sub = parser.add_subparsers(dest="bench", metavar="{infer,quality,node,metrics,memory,int8}", required=True)
     _add_infer(sub)
     _add_quality(sub)
     _add_node(sub)
     _add_metrics(sub)
     _add_memory(sub)
+    _add_int8(sub)
+
+
+def _add_int8(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("int8", help="an int8 graph (moose export --int8) against its fp32 export: speed, mIoU, AUPR")
+    p.add_argument("fp32", type=Path, help="fused fp32 .onnx")
+    p.add_argument("int8", type=Path, help="the same checkpoint exported with --int8")
+    p.add_argument("--val", type=Path, required=True, help="in-distribution dataset root with labels (val split)")
+    p.add_argument("--val-dataset", default="cityscapes", help="layout of --val (default cityscapes)")
+    p.add_argument("--ood", type=Path, required=True, help="OoD dataset root (e.g. a `moose synth --ood` split)")
+    p.add_argument("--ood-dataset", default="fishyscapes", help="layout of --ood (default fishyscapes)")
+    p.add_argument("--limit", type=int, default=None, help="first N images of each split")
+    p.add_argument("--sizes", nargs="+", default=["720x1280"], help="HxW sizes of the speed rounds (720x1280)")
+    p.add_argument("--repeats", type=int, default=5, help="timed rounds per size (default 5)")
+    p.add_argument("--threads", type=int, default=1, help="ORT threads per graph (default 1)")
+    p.set_defaults(_bench=_run_int8)
+
+
+def _run_int8(args: argparse.Namespace) -> int:
+    from moose_ros.bench.int8 import compare_int8, format_int8
+    from moose_ros.data import open_dataset
+    from moose_ros.errors import ConfigError
+    from moose_ros.sizes import parse_size
+
+    for label, path in (("fp32", args.fp32), ("int8", args.int8)):
+        if not path.is_file():
+            raise ConfigError(f"{label} graph {path}: no such file")
+    if args.repeats < 1 or (args.limit is not None and args.limit < 1):
+        raise ConfigError("--repeats and --limit must be >= 1")
+    sizes = [parse_size(text, what="--sizes") for text in args.sizes]
+    val = open_dataset(args.val_dataset, args.val, "val")
+    ood = open_dataset(args.ood_dataset, args.ood)
+    pick = (lambda data: [data[i] for i in range(min(args.limit, len(data)))]) if args.limit else list
+    report = compare_int8(args.fp32, args.int8, val=pick(val), ood=pick(ood), sizes=sizes, repeats=args.repeats,
+                          threads=args.threads)
+    print(format_int8(report))
+    return 0
 
 
 def _add_memory(sub: argparse._SubParsersAction) -> None:

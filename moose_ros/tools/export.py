@@ -4,6 +4,7 @@ Examples::
 
     moose export models/moose_synthstreet.pt -o models/moose_synthstreet.onnx
     moose export ckpt.pt -o model.onnx --score max_logit --score entropy --input-size 512x1024 --score-resolution full
+    moose export ckpt.pt -o model_int8.onnx --input-size checkpoint --int8 --calib out/synthstreet
 """
 
 from __future__ import annotations
@@ -59,6 +60,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated drivable classes (names or ids, e.g. road,sidewalk): adds anomaly_<score>_road "
         "outputs, each score at its image minimum outside that region (enclosed holes filled)",
     )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="quantise the network's convolutions to int8 (ONNX Runtime static QDQ, CPU); needs --calib",
+    )
+    parser.add_argument("--calib", type=Path, default=None, help="calibration images for --int8: a dataset root")
+    parser.add_argument("--calib-dataset", default="cityscapes", help="layout of --calib (default cityscapes)")
+    parser.add_argument("--calib-split", default="train", help="split of --calib (default train)")
+    parser.add_argument("--calib-count", type=int, default=64, help="calibration images, evenly spaced (64)")
+    parser.add_argument("--calib-method", choices=("percentile", "minmax"), default="percentile",
+                        help="activation ranges for --int8: 99.999th percentile (default) or min-max")
     parser.add_argument("--static-batch", action="store_true", help="fix N = 1 (default: dynamic batch)")
     parser.add_argument("--no-tensorrt-check", action="store_true", help="skip the static TensorRT-compatibility check")
 
@@ -71,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.output, "-o")
     if not args.checkpoint.is_file():
         raise ConfigError(f"checkpoint {args.checkpoint} is not a file")
+    calib = _calibration_images(args) if args.int8 else None
     from moose_ros.export import export_onnx  # torch: only once the paths are known to be usable
     input_size: tuple[int, int] | str | None
     if args.input_size == "native":
@@ -83,9 +96,10 @@ def run(args: argparse.Namespace) -> int:
     from moose_ros.export.postprocess import BoundarySuppression
 
     road = [c.strip() for c in args.road_gate.split(",") if c.strip()] if args.road_gate else None
+    fp32_path = args.output.with_name(f".{args.output.name}.fp32") if calib is not None else args.output
     meta = export_onnx(
         args.checkpoint,
-        args.output,
+        fp32_path,
         scores=tuple(args.score or ("max_logit",)),
         input_size=input_size,
         output_size=output_size,
@@ -96,9 +110,35 @@ def run(args: argparse.Namespace) -> int:
         boundary=BoundarySuppression() if args.boundary_suppression else None,
         road_classes=road,
     )
+    if calib is not None:
+        from moose_ros.export.quantize import quantize_int8
+
+        try:
+            meta = quantize_int8(fp32_path, args.output, calib, calibration=args.calib_method)
+        finally:
+            fp32_path.unlink(missing_ok=True)
     print(
-        f"wrote {args.output}: {meta.architecture}, {meta.num_classes} classes, K={meta.num_probes} probes, "
+        f"wrote {args.output}: {'int8 network, ' * (calib is not None)}{meta.architecture}, "
+        f"{meta.num_classes} classes, K={meta.num_probes} probes, "
         f"scores {', '.join(meta.scores)} ({meta.score_resolution} resolution), "
         f"input {meta.input_size or 'native'}, output {meta.output_size or 'input size'}"
     )
     return 0
+
+
+def _calibration_images(args: argparse.Namespace) -> list:
+    """``--calib-count`` uint8 [H, W, 3] images spread evenly over ``--calib`` (checked before any export)."""
+    import numpy as np
+
+    from moose_ros.data import open_dataset
+    from moose_ros.errors import ConfigError
+
+    if args.calib is None:
+        raise ConfigError("--int8 needs --calib DIR: in-distribution images to calibrate the int8 ranges on")
+    if args.calib_count < 1:
+        raise ConfigError(f"--calib-count={args.calib_count}: expected an integer >= 1")
+    dataset = open_dataset(args.calib_dataset, args.calib, args.calib_split)
+    if len(dataset) == 0:
+        raise ConfigError(f"--calib {args.calib}: split '{args.calib_split}' holds no images")
+    picks = np.linspace(0, len(dataset) - 1, num=min(args.calib_count, len(dataset))).astype(int)
+    return [np.asarray(dataset[int(i)].image) for i in picks]
