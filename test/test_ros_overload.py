@@ -45,7 +45,7 @@ def test_overload_drops_stale_frames(tmp_path: Path, ros_domain: int, ros_env: d
             msg.header.stamp = stamp(1000 + len(published))
             harness.publish("image", msg)
             published.append(now)
-            if len(published) in (int(RATE_HZ * 1.5), int(RATE_HZ * DURATION_S) - 2):
+            if len(published) in (int(RATE_HZ * 1.5), int(RATE_HZ * DURATION_S / 2), int(RATE_HZ * DURATION_S) - 2):
                 rss.append(_rss_kib(proc.pid))
             harness.spin_for(max(0.0, start + len(published) / RATE_HZ - time.monotonic()))
         harness.spin_for(1.5)
@@ -82,7 +82,9 @@ def test_overload_drops_stale_frames(tmp_path: Path, ros_domain: int, ros_env: d
         assert total >= 0.8 * len(published) and dropped >= 0.5 * expected_drop_ratio * total, diag
         resolved = int(diag["processed"]) + dropped + int(diag["rejected"]) + int(diag["skipped"])
         assert resolved == total, diag  # every received frame was processed or counted as dropped
-        assert rss[1] - rss[0] < 20 * 1024, f"RSS grew from {rss[0]} KiB to {rss[1]} KiB"
+        # A queue grows for as long as the overload lasts; allocator warm-up (first frames on a busy machine) does
+        # not: the second half of the run must not grow.
+        assert rss[2] - rss[1] < 20 * 1024, f"RSS grew from {rss[1]} KiB to {rss[2]} KiB in the second half ({rss})"
     finally:
         harness.close()
         assert launcher.stop(proc) == 0, launcher.log_tail(log_path)

@@ -46,7 +46,7 @@ class TorchBackend:
         scores: Sequence[str] = ("max_logit",),
         input_size: Sequence[int] | str | None = None,
         output_size: Sequence[int] | None = None,
-        score_resolution: str = "input",
+        score_resolution: str = "feature",  # the export default (moose_ros.export.postprocess.DEFAULT_RESOLUTION)
         heads: str = "moose",
     ) -> None:
         try:
