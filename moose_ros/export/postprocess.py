@@ -362,10 +362,9 @@ def postprocess(
     work, exact = _resolve_work(work_size, size)
     heads = [h.float() for h in heads]
     if score_size == WORK_FEATURE and work is not None:
-        maps = score_maps(heads, scores, sml=sml)
-        maps = _resize_maps(maps, work)
-        label_logits = mean_logits(heads) if labels_from_mean and len(heads) > 1 else heads[0]
-        label_logits = _resize(label_logits, work)
+        mean = mean_logits(heads) if len(heads) > 1 else heads[0]  # once: mean-logit scores and ensemble labels
+        maps = _resize_maps(_compute(scores, mean, heads, sml), work)
+        label_logits = _resize(mean if labels_from_mean else heads[0], work)
     else:
         label_logits, all_heads, mean = _work_heads(heads, scores, work, labels_from_mean)
         maps = _compute(scores, mean, all_heads, sml)
