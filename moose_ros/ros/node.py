@@ -470,11 +470,13 @@ def main(args: list[str] | None = None) -> int:
     if wants_help(argv[1:]):
         print(usage())
         return 0
+    spinning = False
     try:
         node_class = _node_class(argv)
         rclpy.init(args=argv)
         node = node_class(argv=argv)
         try:
+            spinning = True
             rclpy.spin(node)
         finally:
             node.close()
@@ -484,6 +486,8 @@ def main(args: list[str] | None = None) -> int:
         print(f"moose_node: error: {err}", file=sys.stderr)
         return 2
     except _rclpy.RCLError as err:
+        if spinning and not rclpy.ok():  # SIGINT/SIGTERM shut the context down while spin built its wait set
+            return 0
         print(f"moose_node: error: {str(err).splitlines()[0]}", file=sys.stderr)
         return 2
     finally:
