@@ -73,6 +73,23 @@ def test_probes_stage_lowers_probe_loss_and_keeps_trunk_bit_identical(tmp_path: 
     assert meta.recipe["stages"]["probes"]["steps"] == 12
 
 
+def test_probes_stage_takes_the_recipes_probe_shape_over_the_init_checkpoints(tmp_path: Path, data_root: Path) -> None:
+    out = tmp_path / "run"
+    base = random_base(out / "base.pt")  # probes of depth 1, width 16
+    recipe = write_recipe(tmp_path / "r.yaml", data_root, probes={"steps": 2})
+    cfg = load_config(recipe, ["model.kwargs.probe_depth=2", "model.kwargs.probe_width=8"])
+    result = train_stage(cfg, "probes", out, progress=False)
+
+    after_model, meta = load_checkpoint(result.checkpoint)
+    assert meta.model_kwargs["probe_depth"] == 2 and meta.model_kwargs["probe_width"] == 8
+    assert all(p.depth == 2 and p.classifier.in_channels == 8 for p in after_model.probes)
+    before = snapshot(load_checkpoint(base)[0])
+    after = snapshot(after_model)
+    trunk = [k for k in before if not k.startswith("probes.")]
+    assert trunk and all(torch.equal(before[k], after[k]) for k in trunk)
+    assert after_model(torch.zeros(1, 3, 64, 128))["probes"][0].shape == (1, 19, 4, 8)
+
+
 def test_refit_retrains_only_the_global_head(tmp_path: Path, data_root: Path) -> None:
     out = tmp_path / "run"
     base = random_base(out / "base.pt")

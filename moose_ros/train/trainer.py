@@ -72,6 +72,32 @@ def resolve_init(stage: str, scfg: StageConfig, out_dir: Path, init: str | Path 
     return Path(chosen.replace("{out}", str(out_dir)))
 
 
+#: Probe-shape arguments a probes stage takes from the recipe over its init checkpoint.
+_PROBE_SHAPE = ("probe_width", "probe_depth")
+
+
+def _reshape_probes(model: nn.Module, architecture: str, recipe: dict[str, Any], init: Path) -> nn.Module:
+    """``model`` with new, untrained probes of the recipe's width / depth where they differ from ``init``'s.
+
+    The frozen network (every parameter and buffer outside ``probes.``) is copied unchanged.
+    """
+    from moose_ros.model import build_model
+
+    current = model.model_kwargs
+    changes = {k: recipe[k] for k in _PROBE_SHAPE if recipe.get(k) is not None and recipe[k] != current.get(k)}
+    if not changes:
+        return model
+    fresh = build_model(architecture, **{**model.model_kwargs, **changes})
+    trunk = {k: v for k, v in model.state_dict().items() if not k.startswith("probes.")}
+    missing, unexpected = fresh.load_state_dict(trunk, strict=False)
+    if unexpected or any(not k.startswith("probes.") for k in missing):
+        raise CheckpointError(f"{init}: its network does not fit a model with {changes}: "
+                              f"{(unexpected or [k for k in missing if not k.startswith('probes.')])[:3]}")
+    log.info("probes: %s from the recipe (the init checkpoint has %s)", changes,
+             {k: current.get(k) for k in changes})
+    return fresh.eval()
+
+
 def _build_model(cfg: TrainConfig, stage: str, init: Path | None) -> tuple[nn.Module, Any]:
     from moose_ros.data import CITYSCAPES_CLASSES, CITYSCAPES_COLORS
     from moose_ros.model import CheckpointMeta, build_model, load_checkpoint
@@ -84,6 +110,8 @@ def _build_model(cfg: TrainConfig, stage: str, init: Path | None) -> tuple[nn.Mo
         dropout = cfg.model.kwargs.get("probe_dropout")  # training-only: the recipe's value wins
         if dropout is not None or "probe_dropout" not in meta.model_kwargs:
             model = build_model(meta.architecture, checkpoint=init, probe_dropout=dropout)
+        if stage == "probes":  # the probes are trained afresh: the recipe's probe shape wins too
+            model = _reshape_probes(model, meta.architecture, cfg.model.kwargs, init)
         return model, dataclasses.replace(meta, model_kwargs=dict(model.model_kwargs))
     if stage != "base":
         raise ConfigError(f"stage '{stage}' needs a trained network: set {stage}.init or pass --init")
