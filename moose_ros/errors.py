@@ -5,6 +5,8 @@ Messages name the file, parameter or value that was wrong and what was expected 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 __all__ = [
     "BackendError",
     "CheckpointError",
@@ -13,6 +15,7 @@ __all__ = [
     "ExportError",
     "MessageError",
     "MooseError",
+    "run_cli",
 ]
 
 
@@ -42,3 +45,19 @@ class BackendError(MooseError):
 
 class MessageError(MooseError):
     """A ROS message cannot be decoded (unknown encoding, short data, bad size, corrupt payload)."""
+
+
+def run_cli(prog: str, run: Callable[[], int | None]) -> int:
+    """Run a command-line entry point: INFO logging to stderr, exit status 2 with one line on a :class:`MooseError`.
+
+    ``run`` returns the exit status (None = 0); ``prog`` starts the error line (``"<prog>: error: <message>"``).
+    """
+    import logging
+    import sys
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return run() or 0
+    except MooseError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2

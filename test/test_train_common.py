@@ -40,6 +40,24 @@ def write_recipe(path: Path, data_root: Path, **stages: dict[str, Any]) -> Path:
     return path
 
 
+def ood_recipe_and_runs(tmp: Path) -> tuple[Path, Path]:
+    """Tiny data + a 3-scene Fishyscapes-layout OoD split (seed 5), a recipe whose probes / refit train 3 steps
+    on cached features with that split as ``data.ood_root``, and ``tmp/runs/base.pt`` (an untrained base)."""
+    from moose_ros.data.synth import write_synthstreet
+
+    data = make_synth(tmp / "synth")
+    ood_root = tmp / "ood"
+    write_synthstreet(ood_root, split="test", count=3, seed=5, height=64, width=128, ood=True, layout="fishyscapes")
+    recipe = write_recipe(tmp / "r.yaml", data, probes={"steps": 3, "cache_features": True},
+                          refit={"steps": 3, "cache_features": True})
+    raw = yaml.safe_load(recipe.read_text())
+    raw["data"].update(ood_kind="fishyscapes_laf", ood_root=str(ood_root), ood_seed=5)
+    recipe.write_text(yaml.safe_dump(raw))
+    runs = tmp / "runs"
+    random_base(runs / "base.pt")
+    return recipe, runs
+
+
 def random_base(path: Path, seed: int = 0) -> Path:
     """Save an untrained TINY_MODEL checkpoint (random trunk, BN statistics moved once) to ``path``."""
     from moose_ros.data.cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_COLORS

@@ -9,11 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
-from test_train_common import PYTHON, REPO, child_env, make_synth, random_base, write_recipe
+from test_train_common import PYTHON, REPO, child_env, ood_recipe_and_runs
 
 from moose_ros.data import open_dataset
-from moose_ros.data.synth import write_synthstreet
 from moose_ros.eval import evaluate_ood
 from moose_ros.eval.variants import parse_variants
 from moose_ros.train.config import load_config
@@ -34,16 +32,7 @@ def test_border_mask_marks_both_sides_of_a_class_edge() -> None:
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("fp")
-    data = make_synth(tmp / "synth")
-    ood_root = tmp / "ood"
-    write_synthstreet(ood_root, split="test", count=3, seed=5, height=64, width=128, ood=True, layout="fishyscapes")
-    recipe = write_recipe(tmp / "r.yaml", data, probes={"steps": 3, "cache_features": True},
-                          refit={"steps": 3, "cache_features": True})
-    raw = yaml.safe_load(recipe.read_text())
-    raw["data"].update(ood_kind="fishyscapes_laf", ood_root=str(ood_root), ood_seed=5)
-    recipe.write_text(yaml.safe_dump(raw))
-    runs = tmp / "runs"
-    random_base(runs / "base.pt")
+    recipe, runs = ood_recipe_and_runs(tmp)
     train_seeds(load_config(recipe, []), runs, [0], progress=False)
     return recipe, runs
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
-from test_train_common import make_synth, random_base, write_recipe
+from test_train_common import ood_recipe_and_runs
 
 from moose_ros.data.synth import write_synthstreet
 from moose_ros.eval.variants import ABLATION_VARIANTS
@@ -22,17 +21,7 @@ VARIANTS = [v.name for v in ABLATION_VARIANTS]
 @pytest.mark.slow
 def test_ood_table_trains_seeds_and_reports_every_method(tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    data = make_synth(tmp_path / "synth")
-    ood_root = tmp_path / "ood"
-    write_synthstreet(ood_root, split="test", count=3, seed=5, height=64, width=128, ood=True,
-                      layout="fishyscapes")
-    recipe = write_recipe(tmp_path / "r.yaml", data, probes={"steps": 3, "cache_features": True},
-                          refit={"steps": 3, "cache_features": True})
-    raw = yaml.safe_load(recipe.read_text())
-    raw["data"].update(ood_kind="fishyscapes_laf", ood_root=str(ood_root), ood_seed=5)
-    recipe.write_text(yaml.safe_dump(raw))
-    runs = tmp_path / "runs"
-    random_base(runs / "base.pt")
+    recipe, runs = ood_recipe_and_runs(tmp_path)
 
     ood_val = tmp_path / "ood_val"
     write_synthstreet(ood_val, split="val", count=2, seed=6, height=64, width=128, ood=True, layout="fishyscapes")

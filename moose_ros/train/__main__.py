@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-from moose_ros.errors import MooseError
+from moose_ros.errors import run_cli
 from moose_ros.tools import train as tool
 
 
@@ -15,12 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m moose_ros.train", description=tool.HELP)
     tool.add_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return tool.run(args)
-    except MooseError as err:
-        print(f"moose train: error: {err}", file=sys.stderr)
-        return 2
+    return run_cli("moose train", lambda: tool.run(args))
 
 
 if __name__ == "__main__":

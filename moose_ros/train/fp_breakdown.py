@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from moose_ros.errors import ConfigError, MooseError
+from moose_ros.errors import ConfigError, run_cli
 from moose_ros.outputs import write_text_atomic
 from moose_ros.train.ood_heads import METHODS, TableScorer, method_of, seed_of
 
@@ -203,13 +202,7 @@ def _run(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Command line: score the OoD split with every method and print where the false positives lie."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        _run(args)
-    except MooseError as err:
-        print(f"fp_breakdown: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli("fp_breakdown", lambda: _run(args))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from moose_ros.errors import MooseError
+from moose_ros.errors import MooseError, run_cli
 from moose_ros.eval.variants import ABLATION_VARIANTS, parse_variants
 from moose_ros.outputs import write_text_atomic
 from moose_ros.train.ood_heads import METHODS, TableScorer, method_of
@@ -227,13 +227,7 @@ def _run(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Command line: optionally train the seeds, then evaluate and write the table."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        _run(args)
-    except MooseError as err:
-        print(f"ood_table: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli("ood_table", lambda: _run(args))
 
 
 if __name__ == "__main__":
