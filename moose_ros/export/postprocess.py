@@ -43,6 +43,7 @@ __all__ = [
     "SmlStats",
     "check_scores",
     "class_argmax",
+    "class_borders",
     "postprocess",
     "resolution_sizes",
     "road_region",
@@ -217,14 +218,22 @@ def _gaussian(kernel: int, sigma: float = 1.0) -> torch.Tensor:
     return (g / g.sum()).view(1, 1, kernel, kernel)
 
 
+def class_borders(labels: torch.Tensor) -> torch.Tensor:
+    """bool [N, 1, h, w]: pixels whose 3x3 neighbourhood (inside the image) holds another class than their own.
+
+    ``labels``: float [N, 1, h, w] class ids. MaxPool + elementwise ops only.
+    """
+    high = F.max_pool2d(labels, 3, stride=1, padding=1)
+    low = -F.max_pool2d(-labels, 3, stride=1, padding=1)
+    return high != low
+
+
 def suppress_boundaries(score: torch.Tensor, labels: torch.Tensor, config: BoundarySuppression) -> torch.Tensor:
     """Boundary suppression + dilated smoothing (:class:`BoundarySuppression`) of float [N, 1, h, w] scores.
 
     ``labels``: float [N, 1, h, w] class ids at the same size. Only MaxPool, AveragePool, Conv and elementwise ops.
     """
-    high = F.max_pool2d(labels, 3, stride=1, padding=1)
-    low = -F.max_pool2d(-labels, 3, stride=1, padding=1)
-    boundary = (high != low).to(score.dtype)
+    boundary = class_borders(labels).to(score.dtype)
     step = config.width // config.iterations
     out = score
     for i in range(config.iterations):

@@ -45,14 +45,11 @@ BANDS: tuple[str, ...] = ("top", "middle", "bottom")
 
 
 def border_mask(labels: np.ndarray) -> np.ndarray:
-    """bool [H, W]: pixels whose 3x3 neighbourhood (edge-replicated) holds another label than their own."""
-    h, w = labels.shape
-    pad = np.pad(labels, 1, mode="edge")
-    out = np.zeros((h, w), dtype=bool)
-    for dy in range(3):
-        for dx in range(3):
-            out |= pad[dy:dy + h, dx:dx + w] != labels
-    return out
+    """bool [H, W]: pixels whose 3x3 neighbourhood holds another label (the graph's boundary-suppression borders)."""
+    from moose_ros.export.postprocess import class_borders
+
+    t = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.float32))[None, None]
+    return class_borders(t)[0, 0].numpy()
 
 
 class _Pixels:
@@ -81,7 +78,6 @@ class _Pixels:
 def collect(scorer: TableScorer, dataset: Sequence[Any], *, limit: int | None = None) -> _Pixels:
     """Score every image of ``dataset`` (records with ``image`` and ``ood``) with every method of ``scorer``."""
     from moose_ros.eval.core import region_labels
-    from moose_ros.eval.variants import variant_maps
 
     n = len(dataset) if limit is None else min(limit, len(dataset))
     if n < 1:
@@ -90,12 +86,8 @@ def collect(scorer: TableScorer, dataset: Sequence[Any], *, limit: int | None = 
     for i in range(n):
         sample = dataset[i]
         image = np.asarray(sample.image)
-        heads, hw = scorer.method_heads(image)
-        per_method = {}
-        for key, used in heads.items():
-            labels, maps = variant_maps(used, image.shape[:2], scorer.variants, input_hw=hw,
-                                        road_classes=scorer.road_classes)
-            per_method[key] = (labels[0].cpu().numpy(), {k: v[0].cpu().numpy() for k, v in maps.items()})
+        per_method = {k: (labels[0].cpu().numpy(), {n: m[0].cpu().numpy() for n, m in maps.items()})
+                      for k, (labels, maps) in scorer.maps(image).items()}
         pixels.add(region_labels(np.asarray(sample.ood), "image"), per_method)
     return pixels
 

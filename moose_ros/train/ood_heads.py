@@ -158,18 +158,18 @@ class TableScorer:
         return {"images": n}
 
     @torch.no_grad()
-    def __call__(self, image: np.ndarray) -> dict[str, np.ndarray]:
-        """:data:`moose_ros.eval.ScoreFn`: every method key and variant for one uint8 [H, W, 3] image."""
+    def maps(self, image: np.ndarray) -> dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+        """{method key: (labels uint8 [1, H, W], {variant: float32 [1, H, W]})} for one uint8 [H, W, 3] image."""
         from moose_ros.eval.variants import variant_maps
 
         if any(v.score == "sml" for v in self.variants) and not self.sml:
             raise ConfigError("OoD table: sml variants need TableScorer.calibrate() first")
         heads, hw = self.method_heads(image)
         size = tuple(np.asarray(image).shape[:2])
-        out: dict[str, np.ndarray] = {}
-        for key, used in heads.items():
-            _, maps = variant_maps(used, size, self.variants, input_hw=hw, sml=self.sml.get(key),
-                                   road_classes=self.road_classes)
-            for name, m in maps.items():
-                out[f"{key}/{name}"] = m[0].cpu().numpy()
-        return out
+        return {key: variant_maps(used, size, self.variants, input_hw=hw, sml=self.sml.get(key),
+                                  road_classes=self.road_classes) for key, used in heads.items()}
+
+    def __call__(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        """:data:`moose_ros.eval.ScoreFn`: every method key and variant for one uint8 [H, W, 3] image."""
+        return {f"{key}/{name}": m[0].cpu().numpy()
+                for key, (_, maps) in self.maps(image).items() for name, m in maps.items()}
