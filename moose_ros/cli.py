@@ -22,6 +22,7 @@ __all__ = ["build_parser", "main"]
 TOOLS: dict[str, str] = {
     "synth": "moose_ros.tools.synth",
     "train": "moose_ros.tools.train",
+    "import": "moose_ros.tools.import_model",
     "export": "moose_ros.tools.export",
     "calibrate": "moose_ros.tools.calibrate",
     "eval": "moose_ros.tools.evaluate",

@@ -50,8 +50,8 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "deeplabv3_resnet18": dict(_DEEPLAB),
     "deeplabv3_resnet50": dict(_DEEPLAB),
     "deeplabv3_resnet101": dict(_DEEPLAB),
-    "deeplabv3plus_resnet50": {**_DEEPLAB, "output_stride": 16, "decoder_channels": 256},
-    "deeplabv3plus_resnet101": {**_DEEPLAB, "output_stride": 16, "decoder_channels": 256},
+    "deeplabv3plus_resnet50": {**_DEEPLAB, "output_stride": 16, "decoder_channels": 256, "decoder_convs": 2},
+    "deeplabv3plus_resnet101": {**_DEEPLAB, "output_stride": 16, "decoder_channels": 256, "decoder_convs": 2},
     "pspnet_resnet50": {**_COMMON, "pool_scales": (1, 2, 3, 6), "pyramid_channels": 512, "output_stride": 8},
     "pspnet_resnet101": {**_COMMON, "pool_scales": (1, 2, 3, 6), "pyramid_channels": 512, "output_stride": 8},
 }
@@ -110,6 +110,7 @@ def _resolve(architecture: str, config: dict[str, Any]) -> dict[str, Any]:
         out["atrous_rates"] = _int_tuple(where, "atrous_rates", rates)
     if "decoder_channels" in config:
         out["decoder_channels"] = _int(where, "decoder_channels", config["decoder_channels"], 1)
+        out["decoder_convs"] = _int(where, "decoder_convs", config["decoder_convs"], 1)
     if "reduced_tail" in config and not isinstance(config["reduced_tail"], bool):
         raise ConfigError(f"{where}: reduced_tail must be True or False, got {config['reduced_tail']!r}")
     if "pool_scales" in config:
@@ -135,7 +136,7 @@ def _assemble(architecture: str, c: dict[str, Any]) -> MooseSegmentationModel:
     if family == "deeplabv3plus":
         aspp = ASPP(channels["out"], list(c["atrous_rates"]), out_channels=c["aspp_channels"])
         return MooseDeepLabV3Plus(backbone, channels["low_level"], aspp, decoder_channels=c["decoder_channels"],
-                                  **probe)
+                                  decoder_convs=c["decoder_convs"], **probe)
     return MoosePSPNet(backbone, channels["out"], c["pool_scales"], c["pyramid_channels"], **probe)
 
 
@@ -341,17 +342,19 @@ def moose_deeplabv3plus_resnet50(
     atrous_rates: Sequence[int] | None = None,
     output_stride: int | None = None,
     decoder_channels: int | None = None,
+    decoder_convs: int | None = None,
     freeze_trunk: bool = False,
     checkpoint: PathLike | None = None,
 ) -> MooseDeepLabV3Plus:
     """DeepLabV3+ with ResNet-50 (default output stride 16), outputs at stride 4, K = 4 probes.
 
-    ``decoder_channels`` (default 256) is the width of the decoder's 3x3 convs.
+    ``decoder_channels`` (default 256) is the width of the decoder's 3x3 convs, ``decoder_convs`` (default 2) their
+    number; ``decoder_convs=1`` is the decoder of VainF's DeepLabV3Plus-Pytorch and of the MOoSe authors' release.
     """
     kwargs = {"num_classes": num_classes, "probe_width": probe_width, "probe_depth": probe_depth,
               "probe_dropout": probe_dropout,
               "aspp_channels": aspp_channels, "atrous_rates": atrous_rates, "output_stride": output_stride,
-              "decoder_channels": decoder_channels}
+              "decoder_channels": decoder_channels, "decoder_convs": decoder_convs}
     return _build("deeplabv3plus_resnet50", kwargs, checkpoint, freeze_trunk)
 
 
@@ -365,6 +368,7 @@ def moose_deeplabv3plus_resnet101(
     atrous_rates: Sequence[int] | None = None,
     output_stride: int | None = None,
     decoder_channels: int | None = None,
+    decoder_convs: int | None = None,
     freeze_trunk: bool = False,
     checkpoint: PathLike | None = None,
 ) -> MooseDeepLabV3Plus:
@@ -372,7 +376,7 @@ def moose_deeplabv3plus_resnet101(
     kwargs = {"num_classes": num_classes, "probe_width": probe_width, "probe_depth": probe_depth,
               "probe_dropout": probe_dropout,
               "aspp_channels": aspp_channels, "atrous_rates": atrous_rates, "output_stride": output_stride,
-              "decoder_channels": decoder_channels}
+              "decoder_channels": decoder_channels, "decoder_convs": decoder_convs}
     return _build("deeplabv3plus_resnet101", kwargs, checkpoint, freeze_trunk)
 
 

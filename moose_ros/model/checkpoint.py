@@ -33,6 +33,7 @@ __all__ = [
     "IMAGENET_STD",
     "CheckpointMeta",
     "TorchvisionLoadReport",
+    "load_torch_file",
     "load_torchvision_state_dict",
     "read_checkpoint",
     "save_checkpoint",
@@ -214,6 +215,30 @@ def _unpickler_reason(err: Exception) -> str:
     return (named or lines or ["unknown reason"])[0]
 
 
+def load_torch_file(path: str | os.PathLike[str], map_location: Any = "cpu") -> Any:
+    """Read a ``torch.save`` file with ``weights_only=True`` (tensors and plain data only; no code runs).
+
+    Raises:
+        CheckpointError: missing file, not the zip format of ``torch.save``, truncated or unreadable, or a file
+            that would need pickled code or objects beyond tensors and plain data (the blocked name is given).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: not a torch checkpoint (expected the zip format written by torch.save)")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path}: refused to load: the file needs pickled code or objects beyond tensors and plain data "
+            f"(only weights_only=True loading is allowed; {_unpickler_reason(err)})"
+        ) from err
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{path}: not a readable torch file (truncated or damaged?): {reason}") from err
+
+
 def read_checkpoint(
     path: str | os.PathLike[str], map_location: Any = "cpu"
 ) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
@@ -223,19 +248,7 @@ def read_checkpoint(
         CheckpointError: missing file, a file that would need pickled code, or not a moose_ros checkpoint.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found")
-    if not zipfile.is_zipfile(path):
-        raise CheckpointError(f"{path}: not a torch checkpoint (expected the zip format written by torch.save)")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"{path}: refused to load: the file needs pickled code or objects beyond tensors and plain data "
-            f"(only weights_only=True loading is allowed; {_unpickler_reason(err)})"
-        ) from err
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: not a readable torch file: {err}") from err
+    payload = load_torch_file(path, map_location)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a moose_ros checkpoint (expected a dict with format={CHECKPOINT_FORMAT!r})")
     version = payload.get("format_version")

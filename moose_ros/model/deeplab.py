@@ -99,8 +99,10 @@ class MooseDeepLabV3Plus(MooseSegmentationModel):
     """DeepLabV3+ (ASPP + low-level decoder) + MOoSe probes, output at the low-level (stride 4) resolution.
 
     Trunk: ``backbone`` returns ``{"low_level": layer1, "out": layer4}``; ``aspp``; ``low_level_project``
-    (1x1 conv to 48 channels + BN + ReLU); ``decoder`` (two 3x3 conv + BN + ReLU on
-    ``cat(upsampled ASPP output, projected low-level)``, then a 1x1 conv to C).
+    (1x1 conv to 48 channels + BN + ReLU); ``decoder`` (``decoder_convs`` x [3x3 conv + BN + ReLU] on
+    ``cat(upsampled ASPP output, projected low-level)``, then a 1x1 conv to C). ``decoder_convs=2`` is this
+    package's own decoder; ``decoder_convs=1`` is the decoder of VainF's DeepLabV3Plus-Pytorch and of the MOoSe
+    authors' DeepLabV3+ release (``moose import`` reorders their input channels to this order).
     Probe k reads ``cat(upsample(cat(branch_k, image_pooling)), projected low-level)``
     (2 x ``aspp_channels`` + 48 channels) at the low-level resolution.
 
@@ -110,6 +112,7 @@ class MooseDeepLabV3Plus(MooseSegmentationModel):
         aspp: a torchvision ``ASPP``.
         num_classes, probe_width, probe_depth, probe_dropout: as :class:`MooseDeepLabV3`.
         decoder_channels: width of the decoder's 3x3 convs.
+        decoder_convs: number of 3x3 conv + BN + ReLU blocks in the decoder (>= 1).
         projected_channels: channels of the projected low-level features (48 as in the DeepLabV3+ paper).
     """
 
@@ -124,6 +127,7 @@ class MooseDeepLabV3Plus(MooseSegmentationModel):
         probe_depth: int,
         probe_dropout: float = 0.5,
         decoder_channels: int = 256,
+        decoder_convs: int = 2,
         projected_channels: int = 48,
     ) -> None:
         super().__init__(num_classes)
@@ -135,15 +139,12 @@ class MooseDeepLabV3Plus(MooseSegmentationModel):
             nn.BatchNorm2d(projected_channels),
             nn.ReLU(),
         )
-        self.decoder = nn.Sequential(
-            nn.Conv2d(width + projected_channels, decoder_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(decoder_channels),
-            nn.ReLU(),
-            nn.Conv2d(decoder_channels, decoder_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(decoder_channels),
-            nn.ReLU(),
-            nn.Conv2d(decoder_channels, num_classes, 1),
-        )
+        blocks: list[nn.Module] = []
+        for index in range(decoder_convs):
+            in_channels = width + projected_channels if index == 0 else decoder_channels
+            blocks += [nn.Conv2d(in_channels, decoder_channels, 3, padding=1, bias=False),
+                       nn.BatchNorm2d(decoder_channels), nn.ReLU()]
+        self.decoder = nn.Sequential(*blocks, nn.Conv2d(decoder_channels, num_classes, 1))
         num_probes = len(aspp.convs) - 1
         self.probes = nn.ModuleList(
             Probe(2 * width + projected_channels, num_classes, width=probe_width, depth=probe_depth,
