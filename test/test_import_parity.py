@@ -55,6 +55,8 @@ def _normalised(images: np.ndarray, mean, std) -> torch.Tensor:
 def test_import_matches_reference(layout: str, tmp_path: Path) -> None:
     depth, classes, stride, _, fmt, arch, norm = CASES[layout]
     state = write_source(layout, tmp_path / "src.pth")
+    if layout == "release_v3plus":
+        assert len(state) == 744  # the release's DeepLabV3+-R101 tensor count (five probes built, four run)
     result = import_weights(tmp_path / "src.pth", tmp_path / "imported.pt")
     assert (result.format, result.architecture, result.output_stride, result.normalize) == (fmt, arch, stride, norm)
     assert len(result.classes.classes) == classes and result.probes_imported == fmt.startswith("moose")

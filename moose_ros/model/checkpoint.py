@@ -226,6 +226,11 @@ def load_torch_file(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     if not zipfile.is_zipfile(path):
+        with open(path, "rb") as handle:
+            damaged = handle.read(4) == b"PK\x03\x04"  # a zip's start without its central directory
+        if damaged:
+            raise CheckpointError(f"{path}: not a readable torch file (truncated or damaged: the zip directory at "
+                                  "its end is missing)")
         raise CheckpointError(f"{path}: not a torch checkpoint (expected the zip format written by torch.save)")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
