@@ -59,8 +59,12 @@ def test_release_import_export_run(sources: dict[str, Path], tmp_path: Path, lay
 
 def test_vainf_gets_fresh_probes_that_train(sources: dict[str, Path], tmp_path: Path) -> None:
     """VainF's DeepLabV3 has no probes: they are fresh and `moose train --stage probes --init` trains them."""
-    out = _ok(moose(["import", str(sources["vainf_v3"]), "-o", "city.pt", "--output-stride", "8"], tmp_path))
-    assert "format: vainf (detected" in out and "output stride: 8 (--output-stride); atrous rates 12/24/36" in out
+    named = tmp_path / "best_deeplabv3_resnet50_cityscapes_os8.pth"  # VainF names the output stride
+    named.symlink_to(sources["vainf_v3"])
+    out = _ok(moose(["import", named.name, "-o", "city.pt"], tmp_path))
+    assert "format: vainf (detected" in out and "'model_state' entry" in out
+    assert "output stride: 8 (from the file name 'best_deeplabv3_resnet50_cityscapes_os8.pth'); atrous rates " \
+        "12/24/36" in out
     assert "probes: 4 fresh, untrained" in out and "moose train" in out
     _, meta = load_checkpoint(tmp_path / "city.pt")
     assert meta.probe_config["trained"] is False and meta.recipe["import"]["format"] == "vainf"
@@ -149,9 +153,13 @@ def test_class_list_file(sources: dict[str, Path], tmp_path: Path) -> None:
     names = ["unlabeled", "building", "fence", "other", "pedestrian", "pole", "road line", "road", "sidewalk",
              "vegetation", "car", "wall", "traffic sign"]
     (tmp_path / "sh.txt").write_text("# StreetHazards outputs\n" + "\n".join(names) + "\n")
-    out = _ok(moose(["import", str(sources["release_v3"]), "-o", "sh.pt", "--classes", "sh.txt"], tmp_path))
+    out = _ok(moose(["import", str(sources["release_v3"]), "-o", "sh.pt", "--classes", "sh.txt", "--output-stride",
+                     "16", "--normalize", "imagenet"], tmp_path))
     assert "classes: 13 = sh.txt (--classes)" in out
-    assert load_checkpoint(tmp_path / "sh.pt")[1].classes == tuple(names)
+    assert "output stride: 16 (--output-stride); atrous rates 6/12/18" in out
+    assert "normalisation: imagenet (mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225); --normalize)" in out
+    meta = load_checkpoint(tmp_path / "sh.pt")[1]
+    assert meta.classes == tuple(names) and meta.model_kwargs["output_stride"] == 16 and meta.std[0] == 0.229
     (tmp_path / "short.yaml").write_text("classes: [road, car]\ncolors: [[128, 64, 128], [0, 0, 142]]\n")
     assert_refused(moose(["import", str(sources["release_v3"]), "-o", "x.pt", "--classes", "short.yaml"], tmp_path),
                    "has shape (13, 256, 1, 1) in the file", "needs (2, 256, 1, 1)")

@@ -7,7 +7,8 @@ loads the result strictly into the matching network and writes a self-describing
 MOoSe authors' release; other sources get fresh probes (seeded, untrained) for ``moose train --stage probes``.
 
 What weights cannot tell comes from arguments with per-format defaults (:data:`FORMAT_DEFAULTS`): the output stride
-(with it the atrous rates: 12/24/36 at 8, 6/12/18 at 16) and the input normalisation. Class names come from
+(with it the atrous rates: 12/24/36 at 8, 6/12/18 at 16; an ``os8`` / ``os16`` in the file name, as VainF names its
+files, wins over the format's default) and the input normalisation. Class names come from
 ``classes`` or, when omitted, from the class count (19: Cityscapes, 13: the release's StreetHazards list).
 """
 
@@ -62,6 +63,8 @@ FORMAT_DEFAULTS: dict[tuple[str, str], int] = {
     ("vainf", "deeplabv3"): 16, ("vainf", "deeplabv3plus"): 16, ("torchvision", "deeplabv3"): 8,
 }
 _WRAPPERS = ("model_state_dict", "model_state", "state_dict")
+#: An output stride in a file name (VainF: ``best_deeplabv3plus_resnet101_cityscapes_os16.pth``).
+_OS_IN_NAME = re.compile(r"(?:^|[_.\-])os(8|16)(?=[_.\-]|$)")
 #: Seed of the fresh probes' initialisation (the same source gives the same checkpoint).
 FRESH_PROBE_SEED = 0
 
@@ -311,7 +314,12 @@ def _convert(src: Path, dst: Path, state: dict, wrapper: str, fmt: str, arch: st
     _reorder(detected_fmt, family, target, num_probes)
     count = _shape(target, last_conv, 0)
     class_list, class_source = _classes(classes, count, origin.get(last_conv, last_conv))
-    default_os = FORMAT_DEFAULTS[(detected_fmt, family)] if trunk != "mobilenet_v3_large" else 16
+    default_os, os_source = FORMAT_DEFAULTS[(detected_fmt, family)], f"default of {detected_fmt}"
+    if trunk == "mobilenet_v3_large":
+        default_os = 16
+    named = _OS_IN_NAME.search(src.name.lower())
+    if named is not None:  # VainF names its files ..._os16.pth
+        default_os, os_source = int(named.group(1)), f"from the file name {src.name!r}"
     stride = output_stride or default_os
     default_norm = "none" if detected_fmt == "moose-eccv2022" and count == 13 else "imagenet"
     norm = normalize or default_norm
@@ -329,7 +337,7 @@ def _convert(src: Path, dst: Path, state: dict, wrapper: str, fmt: str, arch: st
         f"architecture: {architecture} ({'given' if arch else 'detected'}: {family} from {family_key!r}, "
         f"{trunk_evidence})",
         f"classes: {len(class_list.classes)} = {class_list.name} ({class_source}): {', '.join(class_list.classes)}",
-        f"output stride: {stride} ({'--output-stride' if output_stride else 'default of ' + detected_fmt}); "
+        f"output stride: {stride} ({'--output-stride' if output_stride else os_source}); "
         f"atrous rates {'/'.join(map(str, model.model_kwargs.get('atrous_rates') or ())) or 'n/a'}",
         f"normalisation: {norm} (mean {mean}, std {std}; {'--normalize' if normalize else 'default'})",
         (f"probes: {model.num_probes} imported (width {kwargs['probe_width']}, depth {kwargs['probe_depth']})"
