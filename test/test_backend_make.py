@@ -140,3 +140,34 @@ def test_onnxruntime_path_never_imports_torch(exported):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["onnxruntime-cpu", "(1,", "32,", "32)", "False", "False"]
+
+
+@pytest.mark.parametrize("name", ["auto", "onnxruntime-cpu"])
+def test_float_input_graph_is_refused_at_load(tmp_path, name):
+    """A graph whose input breaks the uint8 [N, H, W, 3] contract is refused by make_backend itself (one line
+    naming the input as found), not at the first frame."""
+    from test_bad_input_common import passthrough_graph
+
+    path = passthrough_graph(tmp_path / "float.onnx", float_input=True)
+    with pytest.raises(BackendError, match=r"takes input 'image' float \[.*\]; a moose_ros graph takes uint8") as err:
+        make_backend(name, path)
+    assert "\n" not in str(err.value)
+    make_backend(name, passthrough_graph(tmp_path / "uint8.onnx"))  # the same graph with the contract loads
+
+
+class _Exploit:
+    def __reduce__(self):
+        import os
+
+        return os.system, ("touch PWNED",)
+
+
+def test_auto_on_pickled_code_is_one_line(tmp_path, caplog, monkeypatch):
+    """A .pt holding pickled code: `auto` names the refusal in one line, logs no traceback, runs nothing."""
+    monkeypatch.chdir(tmp_path)
+    torch.save({"format": "moose_ros.checkpoint", "hook": _Exploit()}, tmp_path / "evil.pt")
+    caplog.set_level(logging.DEBUG, logger="moose_ros")
+    with pytest.raises(BackendError, match=r"torch: .*evil\.pt: refused to load") as err:
+        make_backend("auto", tmp_path / "evil.pt")
+    assert "\n" not in str(err.value) and not (tmp_path / "PWNED").exists()
+    assert not any(record.exc_info for record in caplog.records)

@@ -103,3 +103,17 @@ def test_int8_without_calibration_images_is_refused_before_export(world: dict[st
     with pytest.raises(MooseError, match="empty"):
         _cli(export_tool, [str(world["ckpt"]), "-o", str(out), "--int8", "--calib", str(world["tmp"] / "empty")])
     assert not out.exists()
+
+
+def test_bench_int8_refuses_graphs_given_the_wrong_way_round(world: dict[str, Path]) -> None:
+    """An fp32 graph given as INT8 (or an int8 one as FP32) is named, not benchmarked under the wrong label."""
+    from test_bad_input_common import assert_refused, moose
+
+    fp32, int8 = world["tmp"] / "fp32.onnx", world["tmp"] / "int8.onnx"
+    if not int8.is_file():
+        pytest.skip("needs the int8 export of the test above")
+    common = ["--val", str(world["data"]), "--ood", str(world["ood"]), "--sizes", "48x96", "--repeats", "1"]
+    assert_refused(moose(["bench", "int8", str(fp32), str(fp32), *common], world["tmp"]),
+                   f"INT8 {fp32} is an fp32 graph", "no 'int8' quantisation")
+    assert_refused(moose(["bench", "int8", str(int8), str(int8), *common], world["tmp"]),
+                   f"FP32 {int8} is an int8 graph")

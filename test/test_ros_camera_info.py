@@ -55,6 +55,18 @@ def test_camera_info_scaled_to_output_size(tmp_path: Path, ros_domain: int, ros_
         tester.spin_for(0.3)
         tester.publish("image", raw_image_msg(scene_image(48, 64), "rgb8", frame_id="cam_front", sec=11))
         assert tester.spin_until(lambda: 11 in received, 15.0), launcher.log_tail(log_path)
+        # malformed camera_info: counted and logged, never forwarded (frame 13 gets the newest VALID one, fx=600)
+        empty = _info(13, fx=800.0)
+        empty.width = empty.height = 0
+        nan_k = _info(14, fx=900.0)
+        nan_k.k = [float("nan"), *K[1:]]
+        tester.publish("camera_info", empty)
+        tester.publish("camera_info", nan_k)
+        tester.spin_for(0.3)
+        tester.publish("image", raw_image_msg(scene_image(48, 64), "rgb8", frame_id="cam_front", sec=13))
+        assert tester.spin_until(lambda: 13 in received, 15.0), launcher.log_tail(log_path)
+        assert tester.spin_until(lambda: int(tester.latest_diagnostics().get("rejected", 0)) >= 2, 10.0), \
+            tester.latest_diagnostics()
     finally:
         tester.close()
         assert launcher.stop(proc) == 0, launcher.log_tail(log_path)
@@ -66,3 +78,8 @@ def test_camera_info_scaled_to_output_size(tmp_path: Path, ros_domain: int, ros_
     assert list(out.p) == pytest.approx([500.0 * sx, 0, 32.0 * sx, -25.0 * sx, 0, 480.0 * sy, 24.0 * sy, 0, 0, 0,
                                          1, 0])
     assert list(out.d) == pytest.approx([0.1, -0.2, 0.0, 0.0, 0.01]) and out.distortion_model == "plumb_bob"
+    bad = received[13]
+    assert (bad.height, bad.width) == (24, 40) and bad.k[0] == pytest.approx(600.0 * sx)
+    log = log_path.read_text()
+    assert "rejected a message on 'camera_info': size 0x0 pixels" in log
+    assert "rejected a message on 'camera_info': K holds non-finite values at [0]" in log

@@ -80,3 +80,48 @@ def test_lifecycle_transitions(tmp_path: Path, ros_domain: int, ros_env: dict[st
     finally:
         t.close()
         assert launcher.stop(proc, timeout_s=30.0) == 0, launcher.log_tail(log_path)
+
+
+def _set(t: Harness, name: str, value: Any) -> Any:
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    request = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
+    return _call(t, SetParameters, "/moose_node/set_parameters", request).results[0]
+
+
+def test_failed_configure_is_fixed_by_setting_the_model(tmp_path: Path, ros_domain: int,
+                                                        ros_env: dict[str, str]) -> None:
+    """A configure that fails on a bad `model` is fixed with a parameter change and retried, no restart; once
+    configured, `model` is refused with the reason (cleanup first), and after cleanup it is accepted again."""
+    from lifecycle_msgs.msg import Transition
+
+    log_path = tmp_path / "node.log"
+    good = str(tiny_fused_onnx(tmp_path / "tiny.onnx"))
+    (tmp_path / "not_a_model.onnx").write_text("not an onnx graph")
+    params = {"model": str(tmp_path / "not_a_model.onnx"), "threads": 1, "managed": True, "warmup": False}
+    proc = launcher.start_node(params, env=ros_env, log_path=log_path)
+    t = Harness(ros_domain)
+    try:
+        t.subscribe_outputs(suffixes=("anomaly",))
+        assert _state(t) == "unconfigured"
+        assert not _transition(t, Transition.TRANSITION_CONFIGURE) and _state(t) == "unconfigured"
+        assert "not_a_model.onnx" in log_path.read_text()
+
+        bad_value = _set(t, "threads", -3)
+        assert not bad_value.successful and "threads" in bad_value.reason  # still validated
+        assert _set(t, "model", good).successful
+        assert _transition(t, Transition.TRANSITION_CONFIGURE) and _state(t) == "inactive"
+        assert _transition(t, Transition.TRANSITION_ACTIVATE)
+        assert t.spin_until(lambda: t.node.count_subscribers("/image") == 1, 10.0)
+        t.spin_for(0.5)
+        assert _answers(t, 5, 15.0)
+
+        refused = _set(t, "model", str(tmp_path / "not_a_model.onnx"))
+        assert not refused.successful and "cleanup the managed node first" in refused.reason
+        assert _set(t, "threshold", 1.5).successful  # run-time parameters still change while active
+        assert _transition(t, Transition.TRANSITION_DEACTIVATE) and _transition(t, Transition.TRANSITION_CLEANUP)
+        assert _set(t, "backend", "onnxruntime-cpu").successful
+    finally:
+        t.close()
+        assert launcher.stop(proc, timeout_s=30.0) == 0, launcher.log_tail(log_path)

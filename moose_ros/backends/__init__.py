@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from moose_ros.backends.base import META_KEY, Backend, ModelMeta, Result, validate_images
-from moose_ros.errors import BackendError
+from moose_ros.errors import BackendError, MooseError
 
 __all__ = ["BACKEND_NAMES", "META_KEY", "Backend", "ModelMeta", "Result", "make_backend", "validate_images"]
 
@@ -107,20 +107,24 @@ def make_backend(
         LOG.info("backend %s for %s (asked for explicitly)", backend.name, path)
         return backend
     skipped: list[str] = []
+    tried: list[str] = []
     for candidate in _AUTO_ORDER:
         reason = _skip_reason(candidate, path)
         if reason is None:
             try:
                 backend = _make(candidate, path, threads=threads, fp16=fp16, cache_dir=cache_dir)
-            except BackendError as err:
-                reason = str(err)
+            except MooseError as err:  # BackendError, or the model file's own (CheckpointError, ConfigError ...)
+                tried.append(f"{candidate}: {err}")
+                LOG.info("backend auto: skipping %s: %s", candidate, err)
+                continue
             except Exception as err:  # a backend bug or a library's own error type must not stop the fallback
-                reason = f"failed with {type(err).__name__}: {err}"
+                tried.append(f"{candidate}: failed with {type(err).__name__}: {err}")
                 LOG.warning("backend auto: %s raised %s", candidate, type(err).__name__, exc_info=True)
-            else:
-                why = f"; skipped: {'; '.join(skipped)}" if skipped else ""
-                LOG.info("backend auto -> %s for %s%s", backend.name, path, why)
-                return backend
+                continue
+            why = f"; skipped: {'; '.join(skipped + tried)}" if skipped or tried else ""
+            LOG.info("backend auto -> %s for %s%s", backend.name, path, why)
+            return backend
         skipped.append(f"{candidate}: {reason}")
         LOG.info("backend auto: skipping %s: %s", candidate, reason)
-    raise BackendError(f"no inference backend can run '{path}':\n  - " + "\n  - ".join(skipped))
+    # one line: the reasons of the backends that tried first (the model's own error), then the skipped ones
+    raise BackendError(f"no inference backend can run '{path}': {'; '.join(tried + skipped)}")

@@ -9,6 +9,7 @@ metadata under :data:`META_KEY`.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from moose_ros.errors import BackendError
 
-__all__ = ["META_KEY", "Backend", "ModelMeta", "Result", "validate_images"]
+__all__ = ["META_KEY", "Backend", "ModelMeta", "Result", "check_image_input", "validate_images"]
 
 #: Key of the JSON-encoded :class:`ModelMeta` in the ONNX model's ``metadata_props``.
 META_KEY = "moose_meta"
@@ -154,3 +155,22 @@ def validate_images(images: np.ndarray, *, backend: str) -> np.ndarray:
     if min(images.shape[:3]) < 1:
         raise BackendError(f"{backend}: images has an empty axis, got shape {images.shape}")
     return np.ascontiguousarray(images)
+
+
+def check_image_input(name: str, dtype: str, shape: Sequence[Any], *, backend: str, source: str) -> None:
+    """Refuse a graph whose input breaks the fused-graph contract ``image`` uint8 [N, H, W, 3] at load time
+    (a float-input graph would otherwise load and fail only at the first frame).
+
+    Args:
+        name, dtype, shape: the graph input's name, element type name (``"uint8"``, ``"float"``, ...) and dims
+            (ints for static axes, anything else for dynamic ones).
+
+    Raises:
+        BackendError: naming the file, the input as found and the contract.
+    """
+    dims = list(shape)
+    last = dims[-1] if dims else None
+    if dtype != "uint8" or len(dims) != 4 or (isinstance(last, int) and last != 3):
+        shown = "[" + ", ".join(str(d) for d in dims) + "]"
+        raise BackendError(f"{backend}: '{source}' takes input '{name}' {dtype} {shown}; a moose_ros graph takes "
+                           "uint8 [N, H, W, 3] RGB images (export it with `moose export`)")

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from moose_ros.backends.base import ModelMeta, Result, validate_images
+from moose_ros.backends.base import ModelMeta, Result, check_image_input, validate_images
 from moose_ros.backends.onnx_meta import meta_from_props
 from moose_ros.errors import BackendError
 
@@ -97,6 +97,9 @@ class OnnxRuntimeBackend:
         if device == "cuda" and self._session.get_providers()[0] != _CUDA:
             used = self._session.get_providers()
             raise BackendError(f"{self.name}: ONNX Runtime fell back to {used} (no usable CUDA GPU)")
+        first = self._session.get_inputs()[0]
+        dtype = str(first.type).removeprefix("tensor(").removesuffix(")")
+        check_image_input(first.name, dtype, first.shape, backend=self.name, source=str(self.model_path))
         props = dict(self._session.get_modelmeta().custom_metadata_map)
         self.meta: ModelMeta = meta_from_props(props, source=str(self.model_path))
         self._input = self._session.get_inputs()[0].name

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from moose_ros.backends.base import ModelMeta, Result, validate_images
+from moose_ros.backends.base import ModelMeta, Result, check_image_input, validate_images
 from moose_ros.backends.engine_cache import (
     RECIPE_VERSION,
     EngineCache,
@@ -93,8 +93,11 @@ def onnx_input_dims(path: Path) -> tuple[int, ...]:
     inputs = [i for i in graph.input if i.name == "image"]
     if not inputs:
         raise BackendError(f"tensorrt: '{path}' has no input named 'image'")
-    dims = inputs[0].type.tensor_type.shape.dim
-    return tuple(int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in dims)
+    tensor = inputs[0].type.tensor_type
+    dims = tuple(int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in tensor.shape.dim)
+    dtype = onnx.TensorProto.DataType.Name(tensor.elem_type).lower()
+    check_image_input("image", dtype, dims, backend="tensorrt", source=str(path))
+    return dims
 
 
 def check_finite(outputs: dict[str, np.ndarray], *, source: str) -> None:

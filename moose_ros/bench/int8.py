@@ -109,6 +109,12 @@ def compare_int8(
         raise ConfigError("bench int8: the val and OoD splits must each hold at least one image")
     backends = {name: OnnxRuntimeBackend(path, threads=threads) for name, path in zip(NAMES, (fp32, int8), strict=True)}
     try:
+        for name, path in zip(NAMES, (fp32, int8), strict=True):
+            quantised = "int8" in backends[name].meta.extra
+            if quantised != (name == "int8"):
+                raise ConfigError(f"bench int8: {name.upper()} {path} is {'an int8' if quantised else 'an fp32'} graph "
+                                  f"(its metadata {'records' if quantised else 'has no'} 'int8' quantisation); give "
+                                  "the fp32 export first and the `moose export --int8` one second")
         if backends["fp32"].meta.scores != backends["int8"].meta.scores:
             raise ConfigError(f"bench int8: the graphs export different scores ({backends['fp32'].meta.scores} vs "
                               f"{backends['int8'].meta.scores}); export both from the same options")

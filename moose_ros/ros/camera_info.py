@@ -8,23 +8,50 @@ scaled. Sizes are in pixels.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["CameraInfoCache", "scale_camera_info"]
+__all__ = ["CameraInfoCache", "camera_info_problem", "scale_camera_info"]
+
+
+def camera_info_problem(info: Any) -> str | None:
+    """Why ``info`` (a sensor_msgs/CameraInfo) cannot be scaled to an output, or None when it can.
+
+    Refused: a zero width or height (the scale to the output size is undefined) and non-finite values in K, P, R
+    or D. An all-zero K (an uncalibrated camera, by ROS convention) is passed on as it is.
+    """
+    if info.width <= 0 or info.height <= 0:
+        return f"size {info.width}x{info.height} pixels: width and height must be > 0 to scale K and P"
+    for name in ("k", "p", "r", "d"):
+        values = [float(v) for v in getattr(info, name)]
+        bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
+        if bad:
+            return f"{name.upper()} holds non-finite values at {bad} ({[values[i] for i in bad]})"
+    return None
 
 
 class CameraInfoCache:
-    """The last ``capacity`` CameraInfo messages of one camera, by header stamp (thread-safe)."""
+    """The last ``capacity`` valid CameraInfo messages of one camera, by header stamp (thread-safe).
 
-    def __init__(self, capacity: int = 16) -> None:
+    ``on_reject(reason)`` is called for every message :func:`camera_info_problem` refuses (it is not kept).
+    """
+
+    def __init__(self, capacity: int = 16, on_reject: Callable[[str], None] | None = None) -> None:
         self._lock = threading.Lock()
         self._by_stamp: OrderedDict[int, Any] = OrderedDict()
         self._capacity = capacity
+        self._on_reject = on_reject
 
     def add(self, msg: Any) -> None:
-        """Subscription callback: keep ``msg`` (a sensor_msgs/CameraInfo)."""
+        """Subscription callback: keep ``msg`` (a sensor_msgs/CameraInfo) unless it is malformed."""
+        problem = camera_info_problem(msg)
+        if problem is not None:
+            if self._on_reject is not None:
+                self._on_reject(problem)
+            return
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         with self._lock:
             self._by_stamp.pop(stamp_ns, None)
@@ -47,14 +74,13 @@ def scale_camera_info(info: Any, height: int, width: int, stamp: tuple[int, int]
     """A new CameraInfo for an output of ``height`` x ``width`` pixels with the output header.
 
     Args:
-        info: the input sensor_msgs/CameraInfo (its ``width``/``height`` describe the input image).
+        info: the input sensor_msgs/CameraInfo (its ``width``/``height`` > 0 describe the input image).
         height, width: output size in pixels.
         stamp: (sec, nanosec) of the outputs; ``frame_id`` likewise.
     """
     from sensor_msgs.msg import CameraInfo
 
-    sx = width / info.width if info.width else 1.0
-    sy = height / info.height if info.height else 1.0
+    sx, sy = width / info.width, height / info.height  # sizes > 0: checked by camera_info_problem on arrival
     out = CameraInfo()
     out.header.stamp.sec, out.header.stamp.nanosec = int(stamp[0]), int(stamp[1])
     out.header.frame_id = frame_id

@@ -33,13 +33,14 @@ def _coerce(spec: ParamSpec, value: Any) -> Any:
     return value
 
 
-def _descriptor(spec: ParamSpec) -> Any:
+def _descriptor(spec: ParamSpec, managed: bool) -> Any:
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
     descriptor = ParameterDescriptor(
         name=spec.name,
         description=spec.description,
-        read_only=spec.name not in DYNAMIC,
+        # managed: start-up parameters stay settable; the node accepts them only while unconfigured
+        read_only=spec.name not in DYNAMIC and not managed,
         dynamic_typing=spec.default is None,
     )
     if spec.low is not None and spec.high is not None:
@@ -64,8 +65,11 @@ def foreign_overrides(node: Any) -> list[str]:
     )
 
 
-def declare_parameters(node: Any) -> dict[str, Any]:
+def declare_parameters(node: Any, *, managed: bool = False) -> dict[str, Any]:
     """Declare every parameter of :data:`PARAMETERS` on ``node``; return their raw values (plain Python).
+
+    ``managed`` (a lifecycle node): start-up parameters are declared writable, so that a failed ``configure``
+    can be fixed and retried; the node's set-parameters callback accepts them only while it is unconfigured.
 
     Raises:
         ConfigError: an override of the wrong type or out of range (names the parameter and the allowed values).
@@ -83,7 +87,7 @@ def declare_parameters(node: Any) -> dict[str, Any]:
             overrides[name] = Parameter(name, value=coerced)
     values: dict[str, Any] = {}
     for spec in PARAMETERS:
-        param = node.declare_parameter(spec.name, spec.default, _descriptor(spec))
+        param = node.declare_parameter(spec.name, spec.default, _descriptor(spec, managed))
         values[spec.name] = plain_value(param.value)
     return values
 

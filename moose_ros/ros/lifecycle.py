@@ -9,8 +9,10 @@ Transitions (lifecycle_msgs services ``~/change_state``, ``~/get_state``; ``ros2
 - cleanup: stop the worker, destroy the publishers and free the backend (memory, GPU engine).
 - shutdown: all of the above from any state.
 
-Parameters are declared when the process starts, so they can be read and set before configure. Uses the
-``rclpy.lifecycle`` API of Humble.
+Parameters are declared when the process starts, so they can be read and set before configure: every parameter
+(``model``, ``backend``, ``cameras`` ... included) may be set while the node is unconfigured, so a failed
+configure is fixed with ``ros2 param set`` and retried without a restart; once configured, only the run-time
+parameters change (cleanup first for the others). Uses the ``rclpy.lifecycle`` API of Humble.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ class MooseLifecycleNode(MooseCore, LifecycleNode):
 
     def __init__(self, *, argv: list[str] | None = None, **kwargs: Any) -> None:
         LifecycleNode.__init__(self, "moose_node", **kwargs)
-        self._declare(argv)
+        self._declare(argv, managed=True)
         self.get_logger().info("managed node, unconfigured: configure loads the model, activate starts processing")
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:

@@ -29,7 +29,7 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from moose_ros.errors import ConfigError, MooseError
+from moose_ros.errors import ConfigError, MessageError, MooseError
 from moose_ros.progress import run_with_progress
 from moose_ros.ros import cdr, param_sources
 from moose_ros.ros import conversions as conv
@@ -90,8 +90,10 @@ class MooseCore:
     time: :meth:`_declare` (parameters), :meth:`_load` (model), :meth:`_open_outputs` (publishers, worker),
     :meth:`_open_inputs` (subscriptions, diagnostics) and their inverses. Mixed into an rclpy ``Node``."""
 
-    def _declare(self, argv: list[str] | None) -> None:
+    def _declare(self, argv: list[str] | None, *, managed: bool = False) -> None:
         """Declare and validate the parameters; log where non-default values came from.
+
+        ``managed``: a lifecycle node, whose start-up parameters may be set while it is unconfigured.
 
         Raises:
             ConfigError: a bad value (logged as fatal too).
@@ -107,8 +109,9 @@ class MooseCore:
         self._worker: threading.Thread | None = None
         self._diag_timer: Any = None
         self._diag_pub: Any = None
+        self._managed = managed
         try:
-            values = declare_parameters(self)
+            values = declare_parameters(self, managed=managed)
             report_parameters(self, values, param_sources.parse_command_line(sys.argv if argv is None else argv))
             self.config: NodeConfig = config_from_values(values)
         except MooseError as err:
@@ -152,6 +155,7 @@ class MooseCore:
         out_qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
         self.cameras = [_Camera(name) for name in self.config.cameras]
         for cam in self.cameras:
+            cam.infos = CameraInfoCache(on_reject=lambda why, cam=cam: self._reject_camera_info(cam, why))
             for key, (suffix, switch) in OUTPUTS.items():
                 if getattr(self.config, switch):
                     cam.publishers[key] = self.create_publisher(Image, f"~/{cam.prefix}{suffix}", out_qos)
@@ -272,8 +276,9 @@ class MooseCore:
         if not changes:
             return SetParametersResult(successful=True)
         try:
-            new = update_config(self.config, changes)
-            if self.backend is None:  # not configured yet (lifecycle): the score is checked at configure
+            unconfigured = self._managed and self.backend is None
+            new = update_config(self.config, changes, unconfigured=unconfigured, managed=self._managed)
+            if self.backend is None:  # not configured yet (lifecycle): model and score are checked at configure
                 self.config = new
                 return SetParametersResult(successful=True)
             score = resolve_score(new, self.backend.meta.scores)
@@ -380,12 +385,19 @@ class MooseCore:
                            f"'{cam.prefix}image'; using the newest one received")
         cam.info_publisher.publish(scale_camera_info(info, height, width, header[:2], header[2]))
 
+    def _reject_camera_info(self, cam: _Camera, reason: str) -> None:
+        """A malformed camera_info: counted as a rejected message, logged (throttled), never forwarded."""
+        cam.stats.on_rejected(f"camera_info: {reason}")
+        kind = f"camera_info:{reason.split(' ', 1)[0]}"  # one throttle per kind of fault (size, K, P, R, D)
+        self._log_rejection(cam, kind, MessageError(reason), topic=f"{cam.prefix}camera_info")
+
     def _log_once(self, key: str, text: str) -> None:
         if key not in self._logged_once:
             self._logged_once.add(key)
             self.get_logger().info(text)
 
-    def _log_rejection(self, cam: _Camera, reason: str, err: Exception, *, trace: bool = False) -> None:
+    def _log_rejection(self, cam: _Camera, reason: str, err: Exception, *, trace: bool = False,
+                       topic: str | None = None) -> None:
         """One warning per (camera, reason) every ``_LOG_EVERY_S`` seconds, saying how many were suppressed."""
         key = (cam.name, reason)
         now = time.monotonic()
@@ -394,9 +406,10 @@ class MooseCore:
             self._log_times[key] = (last, suppressed + 1)
             return
         more = f" ({suppressed} more like it since the last report)" if suppressed else ""
-        topic = f"{cam.prefix}image"
+        topic = topic or f"{cam.prefix}image"
+        kind = "message" if topic.endswith("camera_info") else "frame"
         detail = "\n" + "".join(traceback.format_exception(err)) if trace else ""
-        self.get_logger().warning(f"rejected a frame on '{topic}': {err}{more}{detail}")
+        self.get_logger().warning(f"rejected a {kind} on '{topic}': {err}{more}{detail}")
         self._log_times[key] = (now, 0)
 
     def _warmup(self) -> None:

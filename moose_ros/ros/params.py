@@ -258,18 +258,26 @@ def config_to_values(config: NodeConfig) -> dict[str, Any]:
     return values
 
 
-def update_config(config: NodeConfig, changes: Mapping[str, Any]) -> NodeConfig:
-    """A new config with run-time ``changes`` applied; only :data:`DYNAMIC` parameters may change.
+def update_config(config: NodeConfig, changes: Mapping[str, Any], *, unconfigured: bool = False,
+                  managed: bool = False) -> NodeConfig:
+    """A new config with ``changes`` applied: only :data:`DYNAMIC` parameters, or any while a managed node is
+    ``unconfigured`` (start-up parameters take effect at the next configure).
 
     Raises:
-        ConfigError: a read-only parameter, or an invalid value (the message says which and why).
+        ConfigError: a start-up parameter outside that window, or an invalid value (the message says which and why).
     """
     fixed = sorted(name for name in changes if name not in DYNAMIC)
-    if fixed:
+    if fixed and not unconfigured:
+        how = "cleanup the managed node first: they can change while it is unconfigured" if managed else \
+            "restart the node"
         raise ConfigError(
-            f"parameter(s) {', '.join(fixed)} cannot change at run time (restart the node); "
+            f"parameter(s) {', '.join(fixed)} cannot change at run time ({how}); "
             f"changeable: {', '.join(sorted(DYNAMIC))}"
         )
+    if fixed:
+        values = config_to_values(config)
+        values.update(changes)
+        return config_from_values(values)
     values = config_to_values(config)
     values.update(changes)
     return replace(config, **{name: getattr(_build(values), name) for name in changes})
