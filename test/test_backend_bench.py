@@ -59,8 +59,6 @@ def test_bench_infer_cli_writes_consistent_report(tmp_path, capsys):
     assert entry["ratios_of_min"]["moose/global"] == pytest.approx(
         min(entry["runs_ms"]["moose"]) / min(entry["runs_ms"]["global"])
     )
-    # M runs of the global graph in a row take about M times one run.
-    assert entry["median_ms"]["ensemble_sessions"] > 1.2 * entry["median_ms"]["global"]
     params = report["params"]["deeplabv3_mobilenet_v3_large"]
     assert params["ensemble"] == 2 * params["global"] and params["moose"] == params["global"] + params["probes"] > 0
     assert "tensorrt" in report["skipped_backends"] and "not installed" in report["skipped_backends"]["tensorrt"]

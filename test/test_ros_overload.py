@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_ros_support import Harness, raw_image_msg, scene_image, stamp, tiny_fused_onnx
+from test_ros_support import Harness, load_backend, raw_image_msg, scene_image, stamp, tiny_fused_onnx
 
 from moose_ros.ros import launcher
 
@@ -25,8 +25,31 @@ def _rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def _overloading_size(model: Path, target_ms: float = 100.0) -> tuple[int, int]:
+    """A frame size at which one inference takes about ``target_ms`` here (1 thread): 240x320 scaled up on a fast
+    CPU, so that a 30 Hz camera overloads the node whatever the machine's speed."""
+    backend = load_backend(model, threads=1)
+    height, width = 240, 320
+    for _ in range(4):
+        image = scene_image(height, width)[None]
+        backend.infer(image)
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            backend.infer(image)
+            times.append((time.perf_counter() - start) * 1e3)
+        ms = float(np.median(times))
+        if ms >= 0.9 * target_ms or height >= 1920:
+            break
+        scale = min(2.0, (target_ms / max(ms, 1e-3)) ** 0.5)
+        height, width = int(height * scale) // 8 * 8, int(width * scale) // 8 * 8
+    backend.close()
+    return height, width
+
+
 def test_overload_drops_stale_frames(tmp_path: Path, ros_domain: int, ros_env: dict[str, str]) -> None:
     model = tiny_fused_onnx(tmp_path / "slow.onnx", depth=6, width=32)  # ~100 ms per 240x320 frame on 1 thread
+    height, width = _overloading_size(model)
     log_path = tmp_path / "node.log"
     proc = launcher.start_node({"model": str(model), "threads": 1, "diagnostics_period": 0.5,
                                 "max_latency_ms": 60.0, "max_drop_ratio": 0.2},
@@ -36,7 +59,7 @@ def test_overload_drops_stale_frames(tmp_path: Path, ros_domain: int, ros_env: d
         harness.subscribe_outputs(suffixes=("anomaly", "segmentation"))
         launcher.wait_for_topic(harness.node, "/moose_node/anomaly", proc=proc, log_path=log_path,
                                 executor=harness.executor)
-        msg = raw_image_msg(scene_image(240, 320), "rgb8", frame_id="cam", sec=0)
+        msg = raw_image_msg(scene_image(height, width), "rgb8", frame_id="cam", sec=0)
         harness.publish("image", msg)  # creates the publisher; this frame (stamp 0) may or may not be processed
         published: list[float] = []  # index -> monotonic publish time; stamp sec = 1000 + index
         rss: list[int] = []

@@ -77,5 +77,5 @@ def format_memory_table(results: list[dict[str, Any]], size: tuple[int, int], la
              f"back at {size[0]}x{size[1]} MiB | median ms at {size[0]}x{size[1]} |", "|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {'on' if r['arena'] else 'off (node default)'} | {r['steady_mib']:.0f} | "
-                     f"{r['after_large_mib']:.0f} | {r['back_mib']:.0f} | {r['median_ms']:.1f} |")
+                     f"{r['after_large_mib']:.0f} | {r['back_mib']:.0f} | {r['median_ms']:.3g} |")
     return "\n".join(lines)
