@@ -9,17 +9,20 @@ from setuptools import find_packages, setup
 
 PACKAGE = "moose_ros"
 
-ROS_WHEELS = [
-    "ros-kilted-rclpy",
-    "ros-kilted-rmw-fastrtps-cpp",
-    "ros-kilted-sensor-msgs",
-    "ros-kilted-std-msgs",
-    "ros-kilted-diagnostic-msgs",
-    "ros-kilted-lifecycle-msgs",
-    "ros-kilted-rcl-interfaces",
-    "ros-kilted-builtin-interfaces",
-    "ros-kilted-ament-index-python",
+#: The ROS 2 packages the node needs, as PyPI wheels; one distribution per venv (the wheels share module names).
+ROS_PACKAGES = [
+    "rclpy",
+    "rmw-fastrtps-cpp",
+    "sensor-msgs",
+    "std-msgs",
+    "diagnostic-msgs",
+    "lifecycle-msgs",
+    "rcl-interfaces",
+    "builtin-interfaces",
+    "ament-index-python",
 ]
+ROS_WHEELS = [f"ros-kilted-{name}" for name in ROS_PACKAGES]
+ROS_JAZZY_WHEELS = [f"ros-jazzy-{name}" for name in ROS_PACKAGES]
 
 setup(
     name=PACKAGE,
@@ -53,8 +56,10 @@ setup(
         # TensorRT + CUDA ONNX Runtime (+ torch for CUDA device buffers); never beside the `cpu` extra.
         # TensorRT 10.x and 11.x: the backend's names are checked against the 10.16 and 11.4 bindings.
         "gpu": ["tensorrt>=10,<12", "onnxruntime-gpu>=1.18", "torch==2.14.1"],
-        # venv installs without a ROS distribution.
+        # venv installs without a ROS distribution: Kilted (`ros`, what `make` uses) or the Jazzy LTS (`ros-jazzy`,
+        # `make venv-jazzy`); never both in one venv.
         "ros": ROS_WHEELS,
+        "ros-jazzy": ROS_JAZZY_WHEELS,
         "train": ["torch==2.14.1", "torchvision==0.29.1"],
         # test tools; colcon builds the package as a ROS 2 workspace does (test/test_ros_colcon.py).
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "scikit-learn>=1.4", "build>=1.0",

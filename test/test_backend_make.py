@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from test_bad_input_common import Exploit
 from test_export_fused import random_images, tiny_model
 
 from moose_ros.backends import make_backend
@@ -155,17 +156,10 @@ def test_float_input_graph_is_refused_at_load(tmp_path, name):
     make_backend(name, passthrough_graph(tmp_path / "uint8.onnx"))  # the same graph with the contract loads
 
 
-class _Exploit:
-    def __reduce__(self):
-        import os
-
-        return os.system, ("touch PWNED",)
-
-
 def test_auto_on_pickled_code_is_one_line(tmp_path, caplog, monkeypatch):
     """A .pt holding pickled code: `auto` names the refusal in one line, logs no traceback, runs nothing."""
     monkeypatch.chdir(tmp_path)
-    torch.save({"format": "moose_ros.checkpoint", "hook": _Exploit()}, tmp_path / "evil.pt")
+    torch.save({"format": "moose_ros.checkpoint", "hook": Exploit()}, tmp_path / "evil.pt")
     caplog.set_level(logging.DEBUG, logger="moose_ros")
     with pytest.raises(BackendError, match=r"torch: .*evil\.pt: refused to load") as err:
         make_backend("auto", tmp_path / "evil.pt")

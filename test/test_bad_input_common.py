@@ -115,3 +115,10 @@ def passthrough_graph(path: Path, *, float_input: bool = False) -> Path:
         onnx.checker.check_model(model)
         onnx.save(model, str(path))
     return path
+
+
+class Exploit:
+    """Pickled, it runs ``touch PWNED`` when unpickled by anything but a weights-only loader."""
+
+    def __reduce__(self):
+        return os.system, ("touch PWNED",)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_bad_input_common import REPO, assert_refused, listing, moose
+from test_bad_input_common import REPO, Exploit, assert_refused, listing, moose
 from test_import_parity import write_source
 
 from moose_ros.backends.onnxruntime import OnnxRuntimeBackend
@@ -86,17 +86,10 @@ def test_vainf_gets_fresh_probes_that_train(sources: dict[str, Path], tmp_path: 
     assert moved and all(k.startswith("probes.") for k in moved), moved[:5]
 
 
-class _Exploit:
-    def __reduce__(self):
-        import os
-
-        return os.system, ("touch PWNED",)
-
-
 def _write_bad(tmp: Path, kind: str, sources: dict[str, Path]) -> Path:
     path = tmp / f"{kind}.pth"
     if kind == "pickled_code":
-        torch.save({"model_state_dict": {"x": torch.zeros(1)}, "hook": _Exploit()}, path)
+        torch.save({"model_state_dict": {"x": torch.zeros(1)}, "hook": Exploit()}, path)
     elif kind == "truncated":
         data = sources["release_v3"].read_bytes()
         path.write_bytes(data[: len(data) // 3])
