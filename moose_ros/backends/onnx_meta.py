@@ -1,25 +1,14 @@
-"""Read the :class:`~moose_ros.backends.base.ModelMeta` stored in a fused ONNX graph (no torch, no runtime)."""
+"""Read the :class:`~moose_ros.contract.ModelMeta` stored in a fused ONNX graph (no torch, no runtime)."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
-from moose_ros.backends.base import META_KEY, ModelMeta
+from moose_ros.contract import ModelMeta, meta_from_props
 from moose_ros.errors import BackendError
 
 __all__ = ["file_sha256", "meta_from_props", "read_meta"]
-
-
-def meta_from_props(props: dict[str, str], *, source: str) -> ModelMeta:
-    """Parse the ``moose_meta`` entry of an ONNX ``metadata_props`` mapping; ``source`` names the file."""
-    text = props.get(META_KEY)
-    if text is None:
-        raise BackendError(
-            f"{source}: ONNX metadata has no '{META_KEY}' entry; export the model with `moose export` "
-            f"(found keys: {sorted(props) or 'none'})"
-        )
-    return ModelMeta.from_json(text, source=source)
 
 
 def read_meta(path: str | Path) -> ModelMeta:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from moose_ros.backends.base import META_KEY, ModelMeta
+from moose_ros.contract import META_KEY, ModelMeta
 from moose_ros.errors import ConfigError, ExportError
 from moose_ros.export.fused import FusedMoose
 from moose_ros.export.postprocess import DEFAULT_RESOLUTION, BoundarySuppression, SmlStats

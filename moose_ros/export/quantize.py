@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from moose_ros.backends.base import META_KEY, ModelMeta
+from moose_ros.contract import META_KEY, ModelMeta
 from moose_ros.errors import ConfigError, ExportError
 
 __all__ = ["NETWORK_SCOPES", "network_convs", "quantize_int8"]

@@ -93,7 +93,7 @@ def passthrough_model(path: Path) -> Path:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from moose_ros.backends.base import META_KEY, ModelMeta
+    from moose_ros.contract import META_KEY, ModelMeta
 
     def const(name: str, values: list[int]) -> Any:
         return numpy_helper.from_array(np.array(values, dtype=np.int64), name)

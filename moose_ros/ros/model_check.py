@@ -139,7 +139,7 @@ def check_model_file(path: str | Path) -> None:
     Files that do not end in ``.onnx`` (e.g. torch checkpoints) and missing files are left to the backend, which
     reports them itself.
     """
-    from moose_ros.backends.base import META_KEY, ModelMeta
+    from moose_ros.contract import META_KEY, ModelMeta
     from moose_ros.errors import MooseError
 
     path = Path(path)
