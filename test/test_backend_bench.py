@@ -75,3 +75,29 @@ def test_markdown_of_empty_report_lists_skips():
     config = BenchConfig(archs=(), backends=("tensorrt",))
     text = format_markdown(run_benchmark(config))
     assert text.startswith("# Inference benchmark")
+
+
+def test_moose_before_only_when_asked_and_only_in_a_git_checkout(tmp_path):
+    """The old-graph comparison needs --baseline-rev; outside a git checkout (a pip or colcon install) it is refused
+    with the reason, and every other variant works there."""
+    import shutil
+    import subprocess
+    import sys
+
+    from test_bad_input_common import REPO, assert_refused
+
+    ckpt = REPO / "models" / "moose_synthstreet.pt"
+    base = ["bench", "infer", "--checkpoint", str(ckpt), "--sizes", "32x64", "--repeats", "1", "--warmup", "0",
+            "--threads", "1", "--backends", "onnxruntime-cpu", "--out", "out"]
+    installed = tmp_path / "site"
+    shutil.copytree(REPO / "moose_ros", installed / "moose_ros", ignore=shutil.ignore_patterns("__pycache__"))
+
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "moose_ros.cli", *base, *extra], cwd=tmp_path,
+                              env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(installed), "OMP_NUM_THREADS": "1"},
+                              capture_output=True, text=True, timeout=600)
+
+    assert_refused(run("--variants", "moose_before"), "give --baseline-rev REV")
+    assert_refused(run("--variants", "moose_before", "--baseline-rev", "79fad82"), "is not a git checkout")
+    done = run("--variants", "global,moose")
+    assert done.returncode == 0 and "moose/global" in done.stdout, done.stdout + done.stderr

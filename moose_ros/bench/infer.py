@@ -119,7 +119,7 @@ class BenchConfig:
     checkpoint: Path | None = None
     input_size: tuple[int, int] | None = None
     scores: tuple[str, ...] | None = None
-    baseline_rev: str = "79fad82"
+    baseline_rev: str | None = None
     profile: bool = False
     profile_runs: int = 2
 
@@ -162,6 +162,10 @@ def before_fused_class(rev: str) -> type:
     import subprocess
 
     root = Path(__file__).resolve().parents[2]  # the repository (moose_ros/bench/infer.py)
+    if not (root / ".git").exists():
+        raise ConfigError(f"bench: variant moose_before reads moose_ros/export/fused.py at revision {rev!r} from the "
+                          f"project's git history, but {root} is not a git checkout (a pip or colcon install); run "
+                          "it from a clone, or leave moose_before out of --variants")
     try:
         source = subprocess.run(
             ["git", "show", f"{rev}:moose_ros/export/fused.py"], cwd=root, capture_output=True, text=True, check=True
@@ -188,6 +192,9 @@ def _make_fused(config: BenchConfig, variant: str, model: Any, members: list[Any
     if variant == "ensemble":
         return FusedEnsemble(members, **options).eval()
     if variant == "moose_before":  # the first version knows no SML, boundary suppression or road gate
+        if config.baseline_rev is None:
+            raise ConfigError("bench: variant moose_before compares with the graph of an earlier revision: give "
+                              "--baseline-rev REV (e.g. 79fad82, the first release's graph) in a git checkout")
         if "sml" in options["scores"]:
             raise ConfigError(f"bench: variant moose_before (revision {config.baseline_rev}) has no 'sml' score")
         kept = {k: v for k, v in options.items() if v is not None and k not in ("boundary", "road_classes", "sml")}

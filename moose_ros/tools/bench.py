@@ -56,7 +56,8 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
         "--variants",
         default=None,
         help=f"comma-separated subset of {', '.join(VARIANTS)} (default: {','.join(DEFAULT_VARIANTS)}; with "
-        "--checkpoint: global,moose,moose_before); 'score' = the score variants (max-logit, entropy, SML, SML + "
+        "--checkpoint: global,moose, plus moose_before with --baseline-rev); 'score' = the score variants "
+        "(max-logit, entropy, SML, SML + "
         "boundary suppression, + road gate) of a calibrated --checkpoint",
     )
     p.add_argument("--checkpoint", type=Path, default=None, help="benchmark this trained checkpoint instead of --archs")
@@ -74,8 +75,10 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--baseline-rev",
-        default="79fad82",
-        help="git revision whose moose_ros/export/fused.py builds variant moose_before (default 79fad82)",
+        default=None,
+        metavar="REV",
+        help="git revision whose moose_ros/export/fused.py builds variant moose_before (e.g. 79fad82, the first "
+        "release's graph; needs a git checkout of the project; default: no moose_before)",
     )
     p.add_argument(
         "--profile", action="store_true", help="ONNX Runtime profiler per graph: Conv / network / post-processing share"
@@ -282,7 +285,8 @@ def _run_infer(args: argparse.Namespace) -> int:
         model_kwargs["probe_width"] = args.probe_width
     if args.probe_depth is not None:
         model_kwargs["probe_depth"] = args.probe_depth
-    variants = args.variants or ("global,moose,moose_before" if args.checkpoint else ",".join(DEFAULT_VARIANTS))
+    with_checkpoint = "global,moose,moose_before" if args.baseline_rev else "global,moose"
+    variants = args.variants or (with_checkpoint if args.checkpoint else ",".join(DEFAULT_VARIANTS))
     if variants == "score":
         variants = ",".join(SCORE_VARIANTS)
     config = BenchConfig(
