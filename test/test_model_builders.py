@@ -114,3 +114,20 @@ def test_default_atrous_rates_follow_output_stride() -> None:
 def test_invalid_arguments_name_parameter_and_allowed_values(architecture, kwargs, pattern) -> None:
     with pytest.raises(ConfigError, match=pattern):
         build_model(architecture, **kwargs)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_public_builders_come_from_the_one_table(architecture: str) -> None:
+    """Every public builder is keyword-only with exactly its architecture's arguments (one table), and refuses
+    an argument of another architecture."""
+    import inspect
+
+    import moose_ros.model as model_pkg
+
+    builder = getattr(model_pkg, f"moose_{architecture}")
+    params = inspect.signature(builder).parameters
+    assert list(params) == [*default_model_kwargs(architecture), "freeze_trunk", "checkpoint"]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params.values())
+    foreign = "pool_scales" if "pool_scales" not in params else "aspp_channels"
+    with pytest.raises(TypeError, match=foreign):
+        builder(**{foreign: 3})

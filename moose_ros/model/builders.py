@@ -9,9 +9,10 @@ Weights start random (nothing is downloaded); pass ``checkpoint`` or use
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -244,188 +245,68 @@ DeepLab arguments:
 Returns the model in eval mode. ``model(x)`` gives ``{"out": [N, C, h, w], "probes": [K x [N, C, h, w]]}``.
 """
 
-
-def moose_deeplabv3_resnet18(
-    *,
-    num_classes: int | None = None,
-    probe_width: int | None = None,
-    probe_depth: int | None = None,
-    probe_dropout: float | None = None,
-    aspp_channels: int | None = None,
-    atrous_rates: Sequence[int] | None = None,
-    output_stride: int | None = None,
-    freeze_trunk: bool = False,
-    checkpoint: PathLike | None = None,
-) -> MooseDeepLabV3:
-    """DeepLabV3 with a dilated ResNet-18 (default output stride 8, 512-channel features), K = 4 probes."""
-    kwargs = {"num_classes": num_classes, "probe_width": probe_width, "probe_depth": probe_depth,
-              "probe_dropout": probe_dropout,
-              "aspp_channels": aspp_channels, "atrous_rates": atrous_rates, "output_stride": output_stride}
-    return _build("deeplabv3_resnet18", kwargs, checkpoint, freeze_trunk)
+#: Type of each builder argument, for the generated signatures.
+_ANNOTATIONS = {
+    "num_classes": "int | None", "probe_width": "int | None", "probe_depth": "int | None",
+    "probe_dropout": "float | None", "aspp_channels": "int | None", "atrous_rates": "Sequence[int] | None",
+    "output_stride": "int | None", "reduced_tail": "bool | None", "decoder_channels": "int | None",
+    "decoder_convs": "int | None", "pool_scales": "Sequence[int] | None", "pyramid_channels": "int | None",
+}
 
 
-def moose_deeplabv3_resnet50(
-    *,
-    num_classes: int | None = None,
-    probe_width: int | None = None,
-    probe_depth: int | None = None,
-    probe_dropout: float | None = None,
-    aspp_channels: int | None = None,
-    atrous_rates: Sequence[int] | None = None,
-    output_stride: int | None = None,
-    freeze_trunk: bool = False,
-    checkpoint: PathLike | None = None,
-) -> MooseDeepLabV3:
-    """DeepLabV3 with a dilated ResNet-50 (default output stride 8), K = 4 probes.
+def _builder(architecture: str, summary: str) -> Callable[..., MooseSegmentationModel]:
+    """The public keyword-only builder ``moose_<architecture>``: its arguments are the architecture's defaults
+    (:data:`_DEFAULTS`, all ``None`` = the checkpoint's value or the default) plus ``freeze_trunk`` and
+    ``checkpoint``; its signature and docstring are generated from that one table."""
+    names = list(_DEFAULTS[architecture])
 
-    The trunk has torchvision's ``deeplabv3_resnet50`` parameter names (with ``aspp_channels=256``).
-    """
-    kwargs = {"num_classes": num_classes, "probe_width": probe_width, "probe_depth": probe_depth,
-              "probe_dropout": probe_dropout,
-              "aspp_channels": aspp_channels, "atrous_rates": atrous_rates, "output_stride": output_stride}
-    return _build("deeplabv3_resnet50", kwargs, checkpoint, freeze_trunk)
+    def build(**kwargs: Any) -> MooseSegmentationModel:
+        unknown = sorted(set(kwargs) - {*names, "freeze_trunk", "checkpoint"})
+        if unknown:
+            raise TypeError(f"moose_{architecture}() got unexpected keyword argument(s) {unknown}")
+        checkpoint = kwargs.pop("checkpoint", None)
+        freeze_trunk = bool(kwargs.pop("freeze_trunk", False))
+        return _build(architecture, {name: kwargs.get(name) for name in names}, checkpoint, freeze_trunk)
 
-
-def moose_deeplabv3_resnet101(
-    *,
-    num_classes: int | None = None,
-    probe_width: int | None = None,
-    probe_depth: int | None = None,
-    probe_dropout: float | None = None,
-    aspp_channels: int | None = None,
-    atrous_rates: Sequence[int] | None = None,
-    output_stride: int | None = None,
-    freeze_trunk: bool = False,
-    checkpoint: PathLike | None = None,
-) -> MooseDeepLabV3:
-    """DeepLabV3 with a dilated ResNet-101 (default output stride 8), K = 4 probes (torchvision names)."""
-    kwargs = {"num_classes": num_classes, "probe_width": probe_width, "probe_depth": probe_depth,
-              "probe_dropout": probe_dropout,
-              "aspp_channels": aspp_channels, "atrous_rates": atrous_rates, "output_stride": output_stride}
-    return _build("deeplabv3_resnet101", kwargs, checkpoint, freeze_trunk)
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    params = [inspect.Parameter(name, keyword, default=None, annotation=_ANNOTATIONS[name]) for name in names]
+    params += [inspect.Parameter("freeze_trunk", keyword, default=False, annotation="bool"),
+               inspect.Parameter("checkpoint", keyword, default=None, annotation="PathLike | None")]
+    build.__name__ = build.__qualname__ = f"moose_{architecture}"
+    build.__signature__ = inspect.Signature(params, return_annotation="MooseSegmentationModel")  # type: ignore[attr-defined]
+    build.__doc__ = summary + "\n" + _ARGS_DOC
+    return build
 
 
-def moose_deeplabv3_mobilenet_v3_large(
-    *,
-    num_classes: int | None = None,
-    probe_width: int | None = None,
-    probe_depth: int | None = None,
-    probe_dropout: float | None = None,
-    aspp_channels: int | None = None,
-    atrous_rates: Sequence[int] | None = None,
-    output_stride: int | None = None,
-    reduced_tail: bool | None = None,
-    freeze_trunk: bool = False,
-    checkpoint: PathLike | None = None,
-) -> MooseDeepLabV3:
-    """DeepLabV3 with MobileNetV3-Large (default output stride 16 as torchvision; 8 dilates one more stage).
-
-    ``reduced_tail`` (default False) halves the last stage (480 feature channels). The light configuration
-    for CPU training: ``reduced_tail=True, output_stride=8, aspp_channels=128, atrous_rates=(4, 8, 12)`` at a
-    256x512 input (32x64 features); convert with ``model.to(memory_format=torch.channels_last)`` for speed.
-    With the defaults the trunk has torchvision's ``deeplabv3_mobilenet_v3_large`` parameter names.
-    """
-    kwargs = {"num_classes": num_classes, "probe_width": probe_width, "probe_depth": probe_depth,
-              "probe_dropout": probe_dropout,
-              "aspp_channels": aspp_channels, "atrous_rates": atrous_rates, "output_stride": output_stride,
-              "reduced_tail": reduced_tail}
-    return _build("deeplabv3_mobilenet_v3_large", kwargs, checkpoint, freeze_trunk)
-
-
-def moose_deeplabv3plus_resnet50(
-    *,
-    num_classes: int | None = None,
-    probe_width: int | None = None,
-    probe_depth: int | None = None,
-    probe_dropout: float | None = None,
-    aspp_channels: int | None = None,
-    atrous_rates: Sequence[int] | None = None,
-    output_stride: int | None = None,
-    decoder_channels: int | None = None,
-    decoder_convs: int | None = None,
-    freeze_trunk: bool = False,
-    checkpoint: PathLike | None = None,
-) -> MooseDeepLabV3Plus:
-    """DeepLabV3+ with ResNet-50 (default output stride 16), outputs at stride 4, K = 4 probes.
-
-    ``decoder_channels`` (default 256) is the width of the decoder's 3x3 convs, ``decoder_convs`` (default 2) their
-    number; ``decoder_convs=1`` is the decoder of VainF's DeepLabV3Plus-Pytorch and of the MOoSe authors' release.
-    """
-    kwargs = {"num_classes": num_classes, "probe_width": probe_width, "probe_depth": probe_depth,
-              "probe_dropout": probe_dropout,
-              "aspp_channels": aspp_channels, "atrous_rates": atrous_rates, "output_stride": output_stride,
-              "decoder_channels": decoder_channels, "decoder_convs": decoder_convs}
-    return _build("deeplabv3plus_resnet50", kwargs, checkpoint, freeze_trunk)
-
-
-def moose_deeplabv3plus_resnet101(
-    *,
-    num_classes: int | None = None,
-    probe_width: int | None = None,
-    probe_depth: int | None = None,
-    probe_dropout: float | None = None,
-    aspp_channels: int | None = None,
-    atrous_rates: Sequence[int] | None = None,
-    output_stride: int | None = None,
-    decoder_channels: int | None = None,
-    decoder_convs: int | None = None,
-    freeze_trunk: bool = False,
-    checkpoint: PathLike | None = None,
-) -> MooseDeepLabV3Plus:
-    """DeepLabV3+ with ResNet-101 (default output stride 16), outputs at stride 4, K = 4 probes."""
-    kwargs = {"num_classes": num_classes, "probe_width": probe_width, "probe_depth": probe_depth,
-              "probe_dropout": probe_dropout,
-              "aspp_channels": aspp_channels, "atrous_rates": atrous_rates, "output_stride": output_stride,
-              "decoder_channels": decoder_channels, "decoder_convs": decoder_convs}
-    return _build("deeplabv3plus_resnet101", kwargs, checkpoint, freeze_trunk)
-
-
-def moose_pspnet_resnet50(
-    *,
-    num_classes: int | None = None,
-    probe_width: int | None = None,
-    probe_depth: int | None = None,
-    probe_dropout: float | None = None,
-    pool_scales: Sequence[int] | None = None,
-    pyramid_channels: int | None = None,
-    output_stride: int | None = None,
-    freeze_trunk: bool = False,
-    checkpoint: PathLike | None = None,
-) -> MoosePSPNet:
-    """PSPNet with a dilated ResNet-50 (default output stride 8), one probe per pool scale.
-
-    ``pool_scales`` default (1, 2, 3, 6) (K = 4); ``pyramid_channels`` default 512 per level.
-    """
-    kwargs = {"num_classes": num_classes, "probe_width": probe_width, "probe_depth": probe_depth,
-              "probe_dropout": probe_dropout,
-              "pool_scales": pool_scales, "pyramid_channels": pyramid_channels, "output_stride": output_stride}
-    return _build("pspnet_resnet50", kwargs, checkpoint, freeze_trunk)
-
-
-def moose_pspnet_resnet101(
-    *,
-    num_classes: int | None = None,
-    probe_width: int | None = None,
-    probe_depth: int | None = None,
-    probe_dropout: float | None = None,
-    pool_scales: Sequence[int] | None = None,
-    pyramid_channels: int | None = None,
-    output_stride: int | None = None,
-    freeze_trunk: bool = False,
-    checkpoint: PathLike | None = None,
-) -> MoosePSPNet:
-    """PSPNet with a dilated ResNet-101 (default output stride 8), one probe per pool scale (K = 4)."""
-    kwargs = {"num_classes": num_classes, "probe_width": probe_width, "probe_depth": probe_depth,
-              "probe_dropout": probe_dropout,
-              "pool_scales": pool_scales, "pyramid_channels": pyramid_channels, "output_stride": output_stride}
-    return _build("pspnet_resnet101", kwargs, checkpoint, freeze_trunk)
-
-
-for _builder in (moose_deeplabv3_resnet18, moose_deeplabv3_resnet50, moose_deeplabv3_resnet101,
-                 moose_deeplabv3_mobilenet_v3_large, moose_deeplabv3plus_resnet50, moose_deeplabv3plus_resnet101,
-                 moose_pspnet_resnet50, moose_pspnet_resnet101):
-    _builder.__doc__ = (_builder.__doc__ or "") + _ARGS_DOC
-del _builder
+moose_deeplabv3_resnet18 = _builder(
+    "deeplabv3_resnet18", "DeepLabV3 with a dilated ResNet-18 (default output stride 8, 512-channel features), K = 4 "
+    "probes.")
+moose_deeplabv3_resnet50 = _builder(
+    "deeplabv3_resnet50", "DeepLabV3 with a dilated ResNet-50 (default output stride 8), K = 4 probes; the trunk has "
+    "torchvision's ``deeplabv3_resnet50`` parameter names (with ``aspp_channels=256``).")
+moose_deeplabv3_resnet101 = _builder(
+    "deeplabv3_resnet101", "DeepLabV3 with a dilated ResNet-101 (default output stride 8), K = 4 probes "
+    "(torchvision names).")
+moose_deeplabv3_mobilenet_v3_large = _builder(
+    "deeplabv3_mobilenet_v3_large", "DeepLabV3 with MobileNetV3-Large (default output stride 16 as torchvision; 8 "
+    "dilates one more stage). ``reduced_tail`` (default False) halves the last stage (480 feature channels). The "
+    "light configuration for CPU training: ``reduced_tail=True, output_stride=8, aspp_channels=128, "
+    "atrous_rates=(4, 8, 12)`` at a 256x512 input (32x64 features); convert with "
+    "``model.to(memory_format=torch.channels_last)`` for speed. With the defaults the trunk has torchvision's "
+    "``deeplabv3_mobilenet_v3_large`` parameter names.")
+moose_deeplabv3plus_resnet50 = _builder(
+    "deeplabv3plus_resnet50", "DeepLabV3+ with ResNet-50 (default output stride 16), outputs at stride 4, K = 4 "
+    "probes. ``decoder_channels`` (default 256) is the width of the decoder's 3x3 convs, ``decoder_convs`` "
+    "(default 2) their number; ``decoder_convs=1`` is the decoder of VainF's DeepLabV3Plus-Pytorch and of the "
+    "MOoSe authors' release.")
+moose_deeplabv3plus_resnet101 = _builder(
+    "deeplabv3plus_resnet101", "DeepLabV3+ with ResNet-101 (default output stride 16), outputs at stride 4, K = 4 "
+    "probes; ``decoder_channels`` / ``decoder_convs`` as for ResNet-50.")
+moose_pspnet_resnet50 = _builder(
+    "pspnet_resnet50", "PSPNet with a dilated ResNet-50 (default output stride 8), one probe per pool scale. "
+    "``pool_scales`` default (1, 2, 3, 6) (K = 4); ``pyramid_channels`` default 512 per level.")
+moose_pspnet_resnet101 = _builder(
+    "pspnet_resnet101", "PSPNet with a dilated ResNet-101 (default output stride 8), one probe per pool scale (K = 4).")
 
 
 def load_checkpoint(
