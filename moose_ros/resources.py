@@ -51,3 +51,20 @@ def bundled_model_path(name: str = "moose_synthstreet.onnx") -> Path:
     if not path.is_file():
         raise ConfigError(f"bundled model '{name}' not found at {path}")
     return path
+
+
+def model_or_bundled(model: str) -> str:
+    """``model`` (the node's parameter), or the bundled model found through the ament index when it is empty.
+
+    Raises:
+        ConfigError: ``model`` is empty and no bundled model is installed (says what to pass instead).
+    """
+    if model != "":
+        return model
+    try:
+        return str(bundled_model_path())
+    except ConfigError as err:
+        raise ConfigError(
+            f"parameter 'model' is empty and the bundled model is missing ({err}); pass model:=<file.onnx> "
+            "(write one with `moose export`)"
+        ) from err

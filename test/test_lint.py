@@ -64,3 +64,34 @@ def test_core_modules_import_without_torch_or_rclpy(module: str) -> None:
     code = f"import sys, {module}; print('torch' in sys.modules, 'rclpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"], f"{module} pulls in torch/rclpy: {out}"
+
+
+def test_no_import_cycles() -> None:
+    """No module of moose_ros imports itself through others (strongly connected components of the import graph)."""
+    grimp = pytest.importorskip("grimp")  # comes with import-linter
+    graph = grimp.build_graph("moose_ros", cache_dir=None)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(module: str) -> None:  # Tarjan's algorithm
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for other in graph.find_modules_directly_imported_by(module):
+            if other not in index:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in stack:
+                low[module] = min(low[module], index[other])
+        if low[module] == index[module]:
+            component = [stack.pop()]
+            while component[-1] != module:
+                component.append(stack.pop())
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for module in sorted(graph.modules):
+        if module not in index:
+            visit(module)
+    assert cycles == [], f"import cycles: {cycles}"

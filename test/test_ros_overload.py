@@ -16,13 +16,20 @@ pytestmark = pytest.mark.ros
 
 RATE_HZ = 30.0
 DURATION_S = 5.0
+#: glibc malloc with a FIXED mmap threshold: every frame-sized buffer (> 128 KiB) is mapped on allocation and unmapped
+#: when freed, so the node's resident memory follows its live data. With the default dynamic threshold, freed frame
+#: buffers are kept in the heap and RSS grows in 20 MiB steps on some runs without anything being leaked or queued.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
 
 
 def _rss_kib(pid: int) -> int:
+    """Resident ANONYMOUS memory of ``pid`` in KiB (RssAnon): what a queue of frames would grow. Not VmRSS, which
+    also counts the shared-memory DDS segments, whose pages the node touches progressively as their ring buffers
+    advance (tens of MiB over the first hundred frames, not a leak)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith("RssAnon:"):
             return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    raise RuntimeError(f"no RssAnon for pid {pid}")
 
 
 def _overloading_size(model: Path, target_ms: float = 100.0) -> tuple[int, int]:
@@ -53,7 +60,7 @@ def test_overload_drops_stale_frames(tmp_path: Path, ros_domain: int, ros_env: d
     log_path = tmp_path / "node.log"
     proc = launcher.start_node({"model": str(model), "threads": 1, "diagnostics_period": 0.5,
                                 "max_latency_ms": 60.0, "max_drop_ratio": 0.2},
-                               env=ros_env, log_path=log_path)
+                               env=dict(ros_env, **MALLOC_ENV), log_path=log_path)
     harness = Harness(ros_domain)
     try:
         harness.subscribe_outputs(suffixes=("anomaly", "segmentation"))
@@ -105,9 +112,12 @@ def test_overload_drops_stale_frames(tmp_path: Path, ros_domain: int, ros_env: d
         assert total >= 0.8 * len(published) and dropped >= 0.5 * expected_drop_ratio * total, diag
         resolved = int(diag["processed"]) + dropped + int(diag["rejected"]) + int(diag["skipped"])
         assert resolved == total, diag  # every received frame was processed or counted as dropped
-        # A queue grows for as long as the overload lasts; allocator warm-up (first frames on a busy machine) does
-        # not: the second half of the run must not grow.
-        assert rss[2] - rss[1] < 20 * 1024, f"RSS grew from {rss[1]} KiB to {rss[2]} KiB in the second half ({rss})"
+        # A queue grows by every frame it keeps for as long as the overload lasts; allocator warm-up (first frames on
+        # a busy machine) does not: over the second half, growth must stay under half the bytes published then.
+        second_half = int(RATE_HZ * DURATION_S) - 2 - int(RATE_HZ * DURATION_S / 2)
+        bound_kib = max(8 * 1024, 0.5 * second_half * height * width * 3 / 1024)
+        assert rss[2] - rss[1] < bound_kib, f"anonymous RSS grew from {rss[1]} KiB to {rss[2]} KiB in the second " \
+            f"half ({rss}; bound {bound_kib:.0f} KiB)"
     finally:
         harness.close()
         assert launcher.stop(proc) == 0, launcher.log_tail(log_path)

@@ -22,47 +22,51 @@ from typing import Any
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 
 from moose_ros.errors import MooseError
-from moose_ros.ros.node import MooseCore
+from moose_ros.ros.core import MooseCore
 
 __all__ = ["MooseLifecycleNode"]
 
 
-class MooseLifecycleNode(MooseCore, LifecycleNode):
-    """:class:`~moose_ros.ros.node.MooseNode`'s work, one lifecycle transition at a time."""
+class MooseLifecycleNode(LifecycleNode):
+    """:class:`~moose_ros.ros.node.MooseNode`'s work (one :class:`~moose_ros.ros.core.MooseCore`), one lifecycle
+    transition at a time."""
 
     def __init__(self, *, argv: list[str] | None = None, **kwargs: Any) -> None:
-        LifecycleNode.__init__(self, "moose_node", **kwargs)
-        self._declare(argv, managed=True)
+        super().__init__("moose_node", **kwargs)
+        self.core = MooseCore(self, argv, managed=True)
         self.get_logger().info("managed node, unconfigured: configure loads the model, activate starts processing")
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         try:
-            self._load()
+            self.core.load()
         except MooseError:  # already logged as fatal, naming the parameter or file
-            self._unload()
+            self.core.unload()
             return TransitionCallbackReturn.FAILURE
-        self._open_outputs()
-        self._log_ready()
+        self.core.open_outputs()
+        self.core.log_ready()
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        self._open_inputs()
+        self.core.open_inputs()
         self.get_logger().info("active: subscribed, processing")
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        self._close_inputs()
+        self.core.close_inputs()
         self.get_logger().info("inactive: unsubscribed, nothing published")
         return TransitionCallbackReturn.SUCCESS
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        self._close_outputs()
-        self._unload()
+        self.core.close_outputs()
+        self.core.unload()
         self.get_logger().info("unconfigured: backend released")
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self._close_inputs()
-        self._close_outputs()
-        self._unload()
+        self.core.close()
         return TransitionCallbackReturn.SUCCESS
+
+    def close(self) -> None:
+        """Stop inputs and worker, release the backend and destroy the node."""
+        self.core.close()
+        self.destroy_node()
