@@ -17,6 +17,7 @@ from moose_ros.errors import ConfigError
 from moose_ros.ros import param_sources
 from moose_ros.ros.param_sources import ROS_OWN
 from moose_ros.ros.params import DYNAMIC, PARAMETERS, ParamSpec, config_from_values, plain_value
+from moose_ros.ros.rclpy_private import parameter_overrides
 
 __all__ = ["declare_model_info", "declare_parameters", "foreign_overrides", "report_parameters"]
 
@@ -58,7 +59,7 @@ def foreign_overrides(node: Any) -> list[str]:
     ``qos_overrides.*`` entries are not counted: a shared '/**' params file sets them for the nodes that enable QoS
     overriding, and rclpy ignores them for this node.
     """
-    overrides = getattr(node, "_parameter_overrides", None) or {}
+    overrides = parameter_overrides(node)
     return sorted(
         name for name in overrides
         if name not in _SPECS and name not in ROS_OWN and not name.startswith("qos_overrides.")
@@ -76,9 +77,7 @@ def declare_parameters(node: Any, *, managed: bool = False) -> dict[str, Any]:
     """
     from rclpy.parameter import Parameter
 
-    overrides = getattr(node, "_parameter_overrides", None)
-    if overrides is None:
-        overrides = {}
+    overrides = parameter_overrides(node)
     ours = {name: plain_value(p.value) for name, p in overrides.items() if name in _SPECS}
     config_from_values(ours)
     for name, value in ours.items():

@@ -19,12 +19,12 @@ from typing import Any
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
-from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 
 from moose_ros.errors import ConfigError, MooseError
 from moose_ros.ros import param_sources
 from moose_ros.ros.core import OUTPUTS, MooseCore
+from moose_ros.ros.rclpy_private import RCLError
 from moose_ros.ros.usage import usage, wants_help
 
 __all__ = ["OUTPUTS", "MooseNode", "main"]
@@ -91,7 +91,7 @@ def main(args: list[str] | None = None) -> int:
     except MooseError as err:
         print(f"moose_node: error: {err}", file=sys.stderr)
         return 2
-    except _rclpy.RCLError as err:
+    except RCLError as err:
         if spinning and not rclpy.ok():  # SIGINT/SIGTERM shut the context down while spin built its wait set
             return 0
         print(f"moose_node: error: {str(err).splitlines()[0]}", file=sys.stderr)
