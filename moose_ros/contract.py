@@ -17,8 +17,12 @@ from typing import Any
 import numpy as np
 
 from moose_ros.errors import BackendError
+from moose_ros.normalization import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["META_KEY", "ModelMeta", "Result", "check_image_input", "meta_from_props"]
+__all__ = ["DEFAULT_SCORE_RESOLUTION", "META_KEY", "ModelMeta", "Result", "check_image_input", "meta_from_props"]
+
+#: Where ``moose export`` computes scores unless told otherwise (``ModelMeta.score_resolution``).
+DEFAULT_SCORE_RESOLUTION = "feature"
 
 #: Key of the JSON-encoded :class:`ModelMeta` in the ONNX model's ``metadata_props``.
 META_KEY = "moose_meta"
@@ -50,10 +54,10 @@ class ModelMeta:
     classes: tuple[str, ...]
     colors: tuple[tuple[int, int, int], ...]
     ignore_index: int = 255
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
     scores: tuple[str, ...] = ("max_logit",)
-    score_resolution: str = "input"
+    score_resolution: str = DEFAULT_SCORE_RESOLUTION
     input_size: tuple[int, int] | None = None
     output_size: tuple[int, int] | None = None
     num_probes: int = 0

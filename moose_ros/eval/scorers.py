@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from moose_ros.contract import DEFAULT_SCORE_RESOLUTION
 from moose_ros.errors import ConfigError
 
 __all__ = ["DEFAULT_SCORES", "OnnxScorer", "TorchMooseScorer"]
@@ -48,7 +49,7 @@ class TorchMooseScorer:
         checkpoint_or_model: Any,
         *,
         scores: Sequence[str] = DEFAULT_SCORES,
-        score_resolution: str = "feature",
+        score_resolution: str = DEFAULT_SCORE_RESOLUTION,
         input_size: Sequence[int] | str | None = None,
         device: str = "cpu",
         methods: Sequence[str] = ("Global", "MOoSe"),

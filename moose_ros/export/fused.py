@@ -41,6 +41,7 @@ from moose_ros.export.postprocess import (
     postprocess,
     resolution_sizes,
 )
+from moose_ros.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -52,8 +53,6 @@ __all__ = [
     "output_names",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 HEAD_MODES = ("moose", "global")
 
 

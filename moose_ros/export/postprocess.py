@@ -29,6 +29,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from moose_ros.contract import DEFAULT_SCORE_RESOLUTION
 from moose_ros.errors import ConfigError
 from moose_ros.scoring import GRAPH_SCORES, compute_score, mean_logits
 
@@ -67,7 +68,7 @@ Size = Sequence[Any]  # (H, W) as ints or traced 0-d tensors
 #:   "input":   labels and scores at the network input size;
 #:   "full":    everything at the output size (exact).
 SCORE_RESOLUTIONS = ("feature", "input", "full")
-DEFAULT_RESOLUTION = "feature"
+DEFAULT_RESOLUTION = DEFAULT_SCORE_RESOLUTION
 
 
 def resolution_sizes(resolution: str, input_hw: Size) -> tuple[Size | str, str | None]:

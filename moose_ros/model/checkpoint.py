@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import torch
 
 from moose_ros.errors import CheckpointError, ConfigError
+from moose_ros.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 if TYPE_CHECKING:
     from moose_ros.model.base import MooseSegmentationModel
@@ -41,8 +42,6 @@ __all__ = [
 
 CHECKPOINT_FORMAT = "moose_ros.checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: torchvision DeepLabV3 keys that have no counterpart in the MOoSe trunk and are skipped on import.
 _TORCHVISION_IGNORED_PREFIXES = ("aux_classifier.",)

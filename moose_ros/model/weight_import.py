@@ -28,8 +28,6 @@ from moose_ros.errors import CheckpointError, ConfigError
 from moose_ros.model.builders import ARCHITECTURES, build_model
 from moose_ros.model.checkpoint import (
     CHECKPOINT_FORMAT,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     CheckpointMeta,
     load_torch_file,
     save_checkpoint,
@@ -46,13 +44,14 @@ from moose_ros.model.weight_layouts import (
     release_probe_paths,
     reorder_input_channels,
 )
+from moose_ros.normalization import IDENTITY_MEAN, IDENTITY_STD, IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["FORMATS", "FORMAT_DEFAULTS", "NORMALIZATIONS", "ImportResult", "import_weights", "read_source"]
 
 #: ``--normalize`` name -> (mean, std) of images scaled to [0, 1].
 NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
-    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+    "none": (IDENTITY_MEAN, IDENTITY_STD),
 }
 #: (format, family) -> (output stride, normalisation) used when not given: what each source's own code runs.
 #: The release: DeepLabV3 and PSPNet at stride 8, DeepLabV3+ at 16; its eval.py scales StreetHazards images to
