@@ -313,12 +313,7 @@ def _convert(src: Path, dst: Path, state: dict, wrapper: str, fmt: str, arch: st
     _reorder(detected_fmt, family, target, num_probes)
     count = _shape(target, last_conv, 0)
     class_list, class_source = _classes(classes, count, origin.get(last_conv, last_conv))
-    default_os, os_source = FORMAT_DEFAULTS[(detected_fmt, family)], f"default of {detected_fmt}"
-    if trunk == "mobilenet_v3_large":
-        default_os = 16
-    named = _OS_IN_NAME.search(src.name.lower())
-    if named is not None:  # VainF names its files ..._os16.pth
-        default_os, os_source = int(named.group(1)), f"from the file name {src.name!r}"
+    default_os, os_source = _default_stride(src, detected_fmt, family, trunk)
     stride = output_stride or default_os
     default_norm = "none" if detected_fmt == "moose-eccv2022" and count == 13 else "imagenet"
     norm = normalize or default_norm
@@ -355,6 +350,14 @@ def _convert(src: Path, dst: Path, state: dict, wrapper: str, fmt: str, arch: st
     except OSError as err:
         raise ConfigError(f"-o {dst}: cannot write the checkpoint: {err.strerror or err}") from err
     return ImportResult(path, detected_fmt, architecture, class_list, stride, norm, has_probes, lines)
+
+
+def _default_stride(src: Path, fmt: str, family: str, trunk: str) -> tuple[int, str]:
+    """The output stride used without ``--output-stride`` and where it comes from (format, trunk, file name)."""
+    named = _OS_IN_NAME.search(src.name.lower())
+    if named is not None:  # VainF names its files ..._os16.pth
+        return int(named.group(1)), f"from the file name {src.name!r}"
+    return (16 if trunk == "mobilenet_v3_large" else FORMAT_DEFAULTS[(fmt, family)]), f"default of {fmt}"
 
 
 def _accepts(architecture: str, name: str) -> bool:

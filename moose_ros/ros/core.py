@@ -160,21 +160,26 @@ class MooseCore:
         self._diag_timer = self.node.create_timer(self.config.diagnostics_period, self._publish_diagnostics)
         self._active = True
 
-    def close_inputs(self) -> None:
-        """Unsubscribe, stop diagnostics, forget pending frames; a frame in flight is not published."""
+    def close_inputs(self, *, destroy: bool = True) -> None:
+        """Unsubscribe, stop diagnostics, forget pending frames; a frame in flight is not published.
+
+        ``destroy=False`` (the process is stopping on a signal): only stop; the rclpy entities go with the context.
+        """
         self._active = False
         if self._diag_timer is not None:
-            self.node.destroy_timer(self._diag_timer)
+            if destroy:
+                self.node.destroy_timer(self._diag_timer)
             self._diag_timer = None
         with self._cond:
             for cam in self.cameras:
                 for sub in cam.subscriptions:
-                    self.node.destroy_subscription(sub)
+                    if destroy:
+                        self.node.destroy_subscription(sub)
                 cam.subscriptions.clear()
                 cam.pending = None
 
-    def close_outputs(self) -> None:
-        """Stop the worker and destroy the publishers."""
+    def close_outputs(self, *, destroy: bool = True) -> None:
+        """Stop the worker and destroy the publishers (``destroy=False``: only stop the worker)."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -183,10 +188,11 @@ class MooseCore:
         self._worker = None
         for cam in self.cameras:
             for pub in [*cam.publishers.values(), cam.info_publisher]:
-                if pub is not None:
+                if pub is not None and destroy:
                     self.node.destroy_publisher(pub)
         if self._diag_pub is not None:
-            self.node.destroy_publisher(self._diag_pub)
+            if destroy:
+                self.node.destroy_publisher(self._diag_pub)
             self._diag_pub = None
         self.cameras = []
 
@@ -380,8 +386,14 @@ class MooseCore:
         except MooseError as err:
             self.node.get_logger().warning(f"warm-up inference at {size[1]}x{size[0]} failed (continuing): {err}")
 
-    def close(self) -> None:
-        """Stop inputs and worker and release the backend (the caller destroys its node)."""
-        self.close_inputs()
-        self.close_outputs()
+    def close(self, *, destroy: bool = True) -> None:
+        """Stop inputs and worker and release the backend (the caller destroys its node).
+
+        ``destroy=False`` when a signal stopped the process: rclpy's signal handling shuts the context down on its
+        own, and the entities go with the context and the process. Destroying them while the context is being shut
+        down is the suspected cause of rare stops that hung past 30 s on Jazzy (about one suite run in ten), so a
+        signalled stop only stops the worker and releases the backend.
+        """
+        self.close_inputs(destroy=destroy)
+        self.close_outputs(destroy=destroy)
         self.unload()

@@ -66,7 +66,9 @@ class MooseLifecycleNode(LifecycleNode):
         self.core.close()
         return TransitionCallbackReturn.SUCCESS
 
-    def close(self) -> None:
-        """Stop inputs and worker, release the backend and destroy the node."""
-        self.core.close()
-        self.destroy_node()
+    def close(self, *, destroy: bool = True) -> None:
+        """Stop inputs and worker, release the backend and destroy the node (``destroy=False``: after a stop
+        signal, only stop and release; see :meth:`~moose_ros.ros.core.MooseCore.close`)."""
+        self.core.close(destroy=destroy)
+        if destroy:
+            self.destroy_node()

@@ -44,10 +44,12 @@ class MooseNode(Node):
         self.core.open_inputs()
         self.core.log_ready()
 
-    def close(self) -> None:
-        """Stop inputs and worker, release the backend and destroy the node."""
-        self.core.close()
-        self.destroy_node()
+    def close(self, *, destroy: bool = True) -> None:
+        """Stop inputs and worker, release the backend and destroy the node (``destroy=False``: after a stop
+        signal, only stop and release; see :meth:`MooseCore.close`)."""
+        self.core.close(destroy=destroy)
+        if destroy:
+            self.destroy_node()
 
 
 def _node_class(argv: list[str]) -> type:
@@ -76,23 +78,27 @@ def main(args: list[str] | None = None) -> int:
     if wants_help(argv[1:]):
         print(usage())
         return 0
-    spinning = False
     try:
         node_class = _node_class(argv)
         rclpy.init(args=argv)
         node = node_class(argv=argv)
+        signalled = False
         try:
-            spinning = True
             rclpy.spin(node)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            signalled = True
+            raise
         finally:
-            node.close()
+            node.close(destroy=not signalled and rclpy.ok())
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0
     except MooseError as err:
         print(f"moose_node: error: {err}", file=sys.stderr)
         return 2
     except RCLError as err:
-        if spinning and not rclpy.ok():  # SIGINT/SIGTERM shut the context down while spin built its wait set
+        # SIGINT/SIGTERM shut the context down while spin built its wait set, or while the node was still being
+        # set up (its next rclpy call then fails): a requested stop, not an error
+        if not rclpy.ok():
             return 0
         print(f"moose_node: error: {str(err).splitlines()[0]}", file=sys.stderr)
         return 2
