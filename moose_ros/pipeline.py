@@ -85,7 +85,7 @@ class FramePipeline:
     def __init__(self, backend: Any, settings: PipelineSettings) -> None:
         self.backend = backend
         self._palette = palette_lut(backend.meta.colors)
-        self._exported = {backend.meta.scores[0], *backend.meta.scores[1:]}
+        self._exported = set(backend.meta.scores)
         self.settings = settings
 
     @property
@@ -109,20 +109,21 @@ class FramePipeline:
             ConfigError: an unknown output name.
             BackendError: the frame is not uint8 [H, W, 3] or inference failed.
         """
-        unknown = sorted(set(wanted) - set(OUTPUTS))
+        wanted = set(wanted)
+        unknown = sorted(wanted - set(OUTPUTS))
         if unknown:
             raise ConfigError(f"pipeline: unknown output(s) {unknown}; known: {', '.join(OUTPUTS)}")
         s = self._settings
         result = self.backend.infer(np.ascontiguousarray(rgb)[None])
         height, width = s.output_size or rgb.shape[:2]
         arrays: dict[str, np.ndarray] = {}
-        if _NEEDS_LABELS & set(wanted):
+        if _NEEDS_LABELS & wanted:
             labels = resize_nearest(result.labels[0], height, width)
             if "segmentation" in wanted:
                 arrays["segmentation"] = labels
             if "color" in wanted:
                 arrays["color"] = colorize_labels(labels, self._palette)
-        if _NEEDS_SCORES & set(wanted):
+        if _NEEDS_SCORES & wanted:
             scores = resize_bilinear(result.score(s.score)[0], height, width)
             if "anomaly" in wanted:
                 arrays["anomaly"] = scores

@@ -25,7 +25,7 @@ import torch
 
 from moose_ros.data.class_lists import ClassList, class_list_for_count, read_class_list
 from moose_ros.errors import CheckpointError, ConfigError
-from moose_ros.model.builders import ARCHITECTURES, build_model
+from moose_ros.model.builders import ARCHITECTURES, build_model, default_model_kwargs
 from moose_ros.model.checkpoint import (
     CHECKPOINT_FORMAT,
     CheckpointMeta,
@@ -361,6 +361,4 @@ def _default_stride(src: Path, fmt: str, family: str, trunk: str) -> tuple[int, 
 
 
 def _accepts(architecture: str, name: str) -> bool:
-    from moose_ros.model.builders import default_model_kwargs
-
     return name in default_model_kwargs(architecture)

@@ -21,14 +21,13 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from moose_ros.errors import ConfigError, MessageError, MooseError
-from moose_ros.pipeline import OUTPUTS as PIPELINE_OUTPUTS
 from moose_ros.pipeline import FramePipeline, PipelineSettings
 from moose_ros.progress import run_with_progress
 from moose_ros.resources import model_or_bundled
 from moose_ros.ros import cdr, param_sources
 from moose_ros.ros import conversions as conv
 from moose_ros.ros.camera import OUTPUTS, Camera
-from moose_ros.ros.camera_info import CameraInfoCache, scale_camera_info
+from moose_ros.ros.camera_info import scale_camera_info
 from moose_ros.ros.declare import declare_model_info, declare_parameters, report_parameters
 from moose_ros.ros.diagnostics import CameraStats, build_status
 from moose_ros.ros.model_check import check_model_file
@@ -123,9 +122,8 @@ class MooseCore:
     def open_outputs(self) -> None:
         """Create the cameras, their publishers and the worker thread."""
         out_qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
-        self.cameras = [Camera(name) for name in self.config.cameras]
+        self.cameras = [self._camera(name) for name in self.config.cameras]
         for cam in self.cameras:
-            cam.infos = CameraInfoCache(on_reject=lambda why, cam=cam: self._reject_camera_info(cam, why))
             for key, (suffix, switch) in OUTPUTS.items():
                 if getattr(self.config, switch):
                     cam.publishers[key] = self.node.create_publisher(Image, f"~/{cam.prefix}{suffix}", out_qos)
@@ -137,11 +135,15 @@ class MooseCore:
         self._worker = threading.Thread(target=self._work, name="moose_worker", daemon=True)
         self._worker.start()
 
+    def _camera(self, name: str) -> Camera:
+        """A camera whose malformed camera_info messages this node counts and logs."""
+        cam = Camera(name, on_info_reject=lambda why: self._reject_camera_info(cam, why))
+        return cam
+
     def open_inputs(self) -> None:
         """Subscribe the inputs and start diagnostics; frames are processed and published from now on."""
-        reliability = ReliabilityPolicy.RELIABLE if self.config.input_reliability == "reliable" else (
-            ReliabilityPolicy.BEST_EFFORT
-        )
+        reliable = self.config.input_reliability == "reliable"
+        reliability = ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
         in_qos = QoSProfile(depth=self.config.input_depth, history=HistoryPolicy.KEEP_LAST, reliability=reliability)
         # camera_info is small and must not be overwritten before it is matched to its frame: a deeper history.
         info_qos = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=reliability)
@@ -330,7 +332,7 @@ class MooseCore:
         if not self._active:  # deactivated while inferring: publish nothing
             return
         header = (msg.stamp_sec, msg.stamp_nanosec, msg.frame_id)
-        for key in PIPELINE_OUTPUTS:
+        for key in OUTPUTS:  # the topic table's order: raw outputs first
             if key in frame.arrays:
                 wanted[key].publish(cdr.serialize_image(*header, frame.arrays[key]))
         self._publish_camera_info(cam, msg.stamp_ns, header, *frame.size)
